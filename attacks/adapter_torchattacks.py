@@ -1,0 +1,101 @@
+"""Every torchattacks attack by name (``torchattacks:APGD``), and the common ones by short name.
+
+Short names: ``apgd-ce``, ``apgd-dlr``, ``apgd-t``, ``square``, ``fab``, ``cw``,
+``deepfool``, ``autoattack`` (standard) and ``autoattack-rand``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from attacks import ATTACKS
+from attacks.adapter import LibraryAttack, ThreatModel, number_of_classes, unsupported
+
+LINF, L2, BOTH = ("linf",), ("l2",), ("linf", "l2")
+_NORM_NAMES = {"linf": "Linf", "l2": "L2"}
+
+THREAT_MODELS = {
+    **{n: ThreatModel(LINF) for n in ("FGSM", "BIM", "RFGSM", "PGD", "EOTPGD", "FFGSM", "TPGD", "MIFGSM", "UPGD", "DIFGSM", "TIFGSM")},
+    **{n: ThreatModel(LINF) for n in ("Jitter", "NIFGSM", "PGDRS", "SINIFGSM", "VMIFGSM", "VNIFGSM", "SPSA", "PIFGSM", "PIFGSMPP")},
+    **{n: ThreatModel(L2) for n in ("PGDL2", "PGDRSL2")},
+    **{n: ThreatModel(BOTH) for n in ("APGD", "APGDT", "Square", "AutoAttack", "VANILA")},
+    **{n: ThreatModel(BOTH, "minimum-norm") for n in ("FAB", "GN")},
+    **{n: ThreatModel(L2, "minimum-norm") for n in ("CW", "DeepFool")},
+    **{n: unsupported("an L1 / elastic-net attack; this harness evaluates Linf and L2 balls") for n in ("EADL1", "EADEN")},
+    **{n: unsupported("an L0 (few-pixel) attack; this harness evaluates Linf and L2 balls") for n in ("OnePixel", "SparseFool", "Pixle", "JSMA")},
+    "LGV": unsupported("it needs a training data loader to fine-tune surrogate models"),
+    "MultiAttack": unsupported("it combines attack objects; list the attacks in the spec instead (they form a cascade)"),
+}
+
+
+def torchattacks_classes() -> dict[str, type]:
+    import torchattacks
+
+    return {n: c for n, c in vars(torchattacks).items() if inspect.isclass(c) and issubclass(c, torchattacks.attack.Attack) and n != "Attack"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TorchattacksAttack(LibraryAttack):
+    library: ClassVar[str] = "torchattacks"
+    THREAT_MODELS: ClassVar[dict[str, ThreatModel]] = THREAT_MODELS
+    RESERVED: ClassVar[tuple[str, ...]] = ("model", "eps", "max_epsilon", "norm")
+    BLACK_BOX: ClassVar[frozenset[str]] = frozenset({"Square", "SPSA", "GN", "VANILA"})
+    SINGLE_STEP: ClassVar[frozenset[str]] = frozenset({"FGSM", "FFGSM", "GN", "VANILA"})
+
+    def classes(self) -> dict[str, type]:
+        return torchattacks_classes()
+
+    def build(self, model: nn.Module, x: torch.Tensor, kwargs: dict[str, Any]) -> Any:
+        accepted = self.accepted()
+        for name in ("eps", "max_epsilon"):
+            if name in accepted:
+                kwargs[name] = self.eps
+        if "norm" in accepted:
+            kwargs["norm"] = _NORM_NAMES[self.norm]
+        if "n_classes" in accepted and "n_classes" not in kwargs:
+            kwargs["n_classes"] = number_of_classes(model, x)
+        if "seed" in accepted and kwargs.get("seed") is None:  # AutoAttack's default seeds from the clock
+            kwargs["seed"] = int(torch.randint(0, 2**31 - 1, (1,)))  # from the job's seeded generator: repeatable
+        return self.classes()[self.name](model, **kwargs)
+
+    def generate(self, attack: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return attack(x, y)
+
+
+def torchattacks_attack(name: str, *, eps: float, norm: str = "linf", **params: Any) -> TorchattacksAttack:
+    """``torchattacks:<Class>`` with the class's own keyword arguments."""
+    return TorchattacksAttack(eps=eps, norm=norm, name=name, params=params)
+
+
+def list_torchattacks(pattern: str) -> list[str]:
+    import fnmatch
+
+    return [n for n, t in THREAT_MODELS.items() if t.kind != "unsupported" and n in torchattacks_classes() and fnmatch.fnmatchcase(n, pattern)]
+
+
+def _short(name: str, **fixed: Any):
+    def factory(*, eps: float, norm: str = "linf", **params: Any) -> TorchattacksAttack:
+        return TorchattacksAttack(eps=eps, norm=norm, name=name, params={**fixed, **params})
+
+    return factory
+
+
+ATTACKS.register_prefix("torchattacks", torchattacks_attack, lister=list_torchattacks, description="any torchattacks attack, with its own arguments")
+SHORT_NAMES = {  # name: (torchattacks class, fixed arguments, norms, description)
+    "apgd-ce": ("APGD", {"loss": "ce", "steps": 50}, BOTH, "auto-PGD on the cross-entropy (Croce & Hein 2020)"),
+    "apgd-dlr": ("APGD", {"loss": "dlr", "steps": 50}, BOTH, "auto-PGD on the DLR loss (Croce & Hein 2020)"),
+    "apgd-t": ("APGDT", {"steps": 50}, BOTH, "targeted auto-PGD on the DLR loss, over the top classes"),
+    "fab": ("FAB", {"multi_targeted": True}, BOTH, "FAB, minimum-norm (Croce & Hein 2020), projected onto the ball"),
+    "cw": ("CW", {}, L2, "Carlini-Wagner L2, minimum-norm, projected onto the ball"),
+    "deepfool": ("DeepFool", {}, L2, "DeepFool, minimum-norm L2, projected onto the ball"),
+    "square": ("Square", {"n_queries": 1000}, BOTH, "Square attack, score-based black-box (Andriushchenko et al. 2020)"),
+    "autoattack": ("AutoAttack", {"version": "standard"}, BOTH, "AutoAttack standard (APGD-CE, APGD-T, FAB-T, Square) from torchattacks"),
+    "autoattack-rand": ("AutoAttack", {"version": "rand"}, BOTH, "AutoAttack for randomized defenses (APGD-CE and APGD-DLR with EOT)"),
+}
+for short, (cls, fixed, norms, description) in SHORT_NAMES.items():
+    ATTACKS.register(short, _short(cls, **fixed), norms=norms, description=description)

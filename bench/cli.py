@@ -1,0 +1,300 @@
+"""The ``bench`` command: run | list | report | compare | baseline | check.
+
+A user error (bad spec, unknown name, missing file, unsafe checkpoint) exits
+with code 2 and one line; a failed job is recorded and the run goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from bench.errors import UserError
+
+log = logging.getLogger("bench")
+
+KINDS = ("attacks", "models", "defenses", "datasets", "tracks")
+FORMATS = ("md", "json", "csv", "latex", "html")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{self.prog}: {message}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bench", description="Benchmark the robustness of models, defenses and attacks.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser("run", help="run a track's jobs and write a leaderboard")
+    run.add_argument("--track", help="the track to run (default: the spec's, else adversarial)")
+    run.add_argument("--config", type=Path, help="a TOML spec; its sections replace the track's defaults")
+    run.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    run.add_argument("--seed", type=int, help="seed for training and attacks")
+    run.add_argument("--n-examples", type=int, help="number of test examples to attack")
+    run.add_argument("--out", type=Path, help="run folder (default runs/<timestamp>-<track>); an existing one is resumed")
+    run.add_argument("--data-root", help="folder of torchvision-format datasets (mnist, fashion-mnist, cifar10)")
+    run.add_argument("--download", action="store_true", default=None, help="allow torchvision to download the dataset")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress or log lines")
+
+    listing = commands.add_parser("list", help="list registered components")
+    listing.add_argument("kind", nargs="?", choices=KINDS, help="which registry (default: all)")
+    listing.add_argument("pattern", nargs="?", default="*", help="shell-style wildcard, e.g. 'pgd*' or 'timm:resnet*'")
+
+    report = commands.add_parser("report", help="render a run folder's leaderboard")
+    report.add_argument("run_dir", type=Path)
+    report.add_argument("--format", choices=FORMATS, default="md", help="latex also saves the plots as PDF in RUN_DIR/figures, and RUN_DIR/leaderboard.tex")
+
+    compare = commands.add_parser("compare", help="what changed between two runs, cell by cell")
+    compare.add_argument("run_a", type=Path)
+    compare.add_argument("run_b", type=Path)
+    compare.add_argument("--format", choices=("md", "json"), default="md")
+
+    baseline = commands.add_parser("baseline", help="write a run's numbers as a baseline for `bench check`")
+    baseline.add_argument("run_dir", type=Path)
+    baseline.add_argument("-o", "--output", type=Path, default=Path("baseline.json"), help="where to write it (default baseline.json)")
+
+    check = commands.add_parser("check", help="run a spec and fail (exit 1) when a metric fell below the baseline beyond tolerance")
+    check.add_argument("--baseline", type=Path, required=True, help="a file written by `bench baseline`")
+    check.add_argument("--config", type=Path, help="the spec to run (default: the baseline track's embedded default)")
+    check.add_argument("--track", help="the track (default: the spec's, else the baseline's)")
+    check.add_argument("--tolerance", type=float, default=0.02, help="largest allowed drop of every metric, absolute (default 0.02 = 2 points)")
+    check.add_argument("--tolerance-for", action="append", default=[], metavar="METRIC=VALUE", help="a metric's own tolerance, e.g. robust_accuracy=0.05")
+    check.add_argument("--out", type=Path, help="run folder (default runs/check-<hash of spec, checkpoints and version>; finished jobs there are reused)")
+    check.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    check.add_argument("--data-root", help="folder of torchvision-format datasets (mnist, fashion-mnist, cifar10)")
+    check.add_argument("-q", "--quiet", action="store_true", help="no progress or log lines")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        commands = {"run": _run, "list": _list, "report": _report, "compare": _compare, "baseline": _baseline, "check": _check}
+        return commands[args.command](args)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def entry() -> NoReturn:
+    sys.exit(main())
+
+
+# -- run -----------------------------------------------------------------------
+def _configure_logging(quiet: bool) -> None:
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    console = Console(stderr=True)
+    handler: logging.Handler = RichHandler(console=console, show_path=False, show_time=False) if console.is_terminal else logging.StreamHandler(sys.stderr)
+    if not console.is_terminal:
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    handler._frontier_bench = True  # type: ignore[attr-defined]
+    root = logging.getLogger()
+    root.handlers[:] = [h for h in root.handlers if not getattr(h, "_frontier_bench", False)] + [handler]  # others' handlers stay
+    root.setLevel(logging.WARNING)  # other libraries (ART announces its data path) stay quiet
+    for package in ("bench", "attacks", "defenses", "models", "reports"):
+        logging.getLogger(package).setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def load_spec(args: argparse.Namespace) -> Any:
+    """The validated spec: track defaults, then the user's file, then command-line flags."""
+    return spec_from(
+        config=args.config, track=args.track, seed=args.seed, n_examples=args.n_examples, device=args.device, data_root=args.data_root, download=args.download
+    )
+
+
+def spec_from(
+    *,
+    config: Path | None = None,
+    track: str | None = None,
+    seed: int | None = None,
+    n_examples: int | None = None,
+    device: str | None = None,
+    data_root: str | None = None,
+    download: bool | None = None,
+) -> Any:
+    """The validated spec from its sources: the track's defaults, then the spec file, then these overrides."""
+    from bench import spec as specs
+    from bench.tracks import TRACKS
+
+    user: dict[str, Any] = {}
+    base_dir = Path.cwd()
+    if config is not None:
+        config = Path(config)
+        user = specs.read_toml(config)
+        base_dir = config.resolve().parent
+    track_name = track or user.get("track") or "adversarial"
+    if track and user.get("track") not in (None, track):
+        raise UserError(f"--track {track} contradicts spec.track = '{user['track']}'")
+    if not isinstance(track_name, str) or track_name not in TRACKS:
+        raise UserError(str(TRACKS.unknown_error(str(track_name))))
+    defaults = TRACKS.create(track_name).default_spec(user)
+    overrides: dict[str, Any] = {"track": track_name, "seed": seed, "n_examples": n_examples, "device": device}
+    raw = specs.merge(defaults, user, overrides)
+    if data_root is not None or download:
+        dataset = raw.get("dataset", "digits")
+        dataset = dict(dataset) if isinstance(dataset, dict) else {"name": dataset}
+        if data_root is not None:
+            dataset["root"] = str(Path(data_root).resolve())
+        if download:
+            dataset["download"] = True
+        raw["dataset"] = dataset
+    return specs.build(raw, base_dir=base_dir)
+
+
+def _out_dir(args: argparse.Namespace, track: str) -> Path:
+    out = args.out or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{track}"
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"--out {out}: cannot create it ({error.strerror})") from None
+    return out
+
+
+def _run(args: argparse.Namespace) -> int:
+    from bench import runner
+
+    _configure_logging(args.quiet)
+    spec = load_spec(args)
+    runner.resolve_device(spec.device)  # a missing GPU is a user error, before any compute
+    out = _out_dir(args, spec.track)
+    from bench.progress import RichReporter
+
+    try:
+        summary = runner.run(spec, out, reporter=RichReporter(quiet=args.quiet))
+    except KeyboardInterrupt:
+        print(f"interrupted: finished jobs are kept; resume with: bench run --out {out} (same spec)", file=sys.stderr)
+        return 130
+    text = write_reports(out)
+    print(text)
+    print(
+        f"{summary.planned} jobs: {summary.ran} ran, {summary.skipped} already done, {len(summary.failed)} failed in {summary.seconds:.1f} s; results in {out}",
+        file=sys.stderr,
+    )
+    for record in summary.failed:
+        where = " / ".join(str(part) for part in (record.model, record.defense, record.attack, record.norm) if part)
+        print(f"  failed: {where}{f' eps {record.eps:g}' if record.eps is not None else ''}: {record.error}", file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
+def write_reports(run_dir: Path) -> str:
+    """Write leaderboard.md, leaderboard.json and leaderboard.html into the run folder; return the markdown."""
+    from bench import reporting
+
+    return reporting.write_reports(run_dir)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from bench import reporting
+
+    run = reporting.load_run(args.run_dir)
+    text = reporting.render(run, args.format)
+    print(text, end="" if text.endswith("\n") else "\n")
+    if args.format == "latex":
+        print(f"wrote {args.run_dir / 'leaderboard.tex'}; figures as PDF in {args.run_dir / 'figures'} (paths relative to the run folder)", file=sys.stderr)
+    return 0
+
+
+# -- compare -------------------------------------------------------------------
+def _compare(args: argparse.Namespace) -> int:
+    from bench import reporting
+    from reports.compare import compare_cells, comparison_json, comparison_markdown
+
+    before, after = reporting.load_run(args.run_a), reporting.load_run(args.run_b)
+    comparison = compare_cells(before.cells, after.cells)
+    if args.format == "json":
+        print(comparison_json(comparison))
+    else:
+        print(comparison_markdown(comparison, before=str(args.run_a), after=str(args.run_b)), end="")
+    return 0
+
+
+# -- the CI gate -----------------------------------------------------------------
+def _baseline(args: argparse.Namespace) -> int:
+    from bench.gate import write_baseline
+
+    document = write_baseline(args.run_dir, args.output)
+    rows = document["rows"]
+    not_ok = sum(1 for row in rows if row["status"] != "ok")
+    print(f"wrote {args.output}: {len(rows)} rows of track '{document['track']}' from {args.run_dir}", file=sys.stderr)
+    if not_ok:
+        print(f"  note: {not_ok} rows are failed or invalid in this run; the baseline holds no number for them", file=sys.stderr)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from bench.gate import check
+    from bench.progress import RichReporter
+    from reports.gate import check_text
+
+    _configure_logging(args.quiet)
+    result = check(
+        args.baseline,
+        config=args.config,
+        track=args.track,
+        tolerance=args.tolerance,
+        tolerance_for=args.tolerance_for,
+        out=args.out,
+        device=args.device,
+        data_root=args.data_root,
+        reporter=RichReporter(quiet=args.quiet),
+    )
+    print(check_text(result), end="")
+    print(f"{result.jobs_ran} jobs ran, {result.jobs_reused} reused from {result.run_dir}", file=sys.stderr)
+    return 0 if result.passed else 1
+
+
+# -- list ----------------------------------------------------------------------
+def _registry(kind: str) -> Any:
+    if kind == "attacks":
+        from attacks import ATTACKS as registry
+    elif kind == "models":
+        from models import MODELS as registry
+    elif kind == "defenses":
+        from defenses import DEFENSES as registry
+    elif kind == "datasets":
+        from bench.data import DATASETS as registry
+    else:
+        from bench.tracks import TRACKS as registry
+    return registry
+
+
+def _describe(registry: Any, name: str) -> str:
+    meta = registry.meta(name)
+    if "description" in meta:
+        return meta["description"]
+    doc = (getattr(registry.get(name), "__doc__", None) or "").strip()
+    return doc.splitlines()[0] if doc else ""
+
+
+def _list(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    kinds = [args.kind] if args.kind else list(KINDS)
+    found_any = False
+    for kind in kinds:
+        registry = _registry(kind)
+        names = registry.list(args.pattern)
+        rows = [[name, _describe(registry, name) if ":" not in name else ""] for name in names]
+        if args.pattern == "*":
+            rows += [[f"{p}:<name>", registry.prefix_meta(p).get("description", "")] for p in registry.prefixes()]
+        if not rows:
+            continue
+        found_any = True
+        print(f"{kind}:")
+        print(tabulate(rows, tablefmt="plain"))
+        print()
+    if not found_any:
+        raise UserError(f"nothing matches '{args.pattern}'" + (f" among {args.kind}" if args.kind else ""))
+    return 0

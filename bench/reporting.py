@@ -1,0 +1,157 @@
+"""Glue between a run folder's store and the renderers in ``reports/``.
+
+Everything here reads the store and hands plain data (cells, provenance,
+stored examples) to a renderer; nothing is measured again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UserError
+from bench.flags import FLAGS
+from bench.store import Example, Record, Store, record_dict
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("md", "json", "csv", "latex", "html")
+WORST_CASE = "worst-case"  # the cell name tracks give the per-example worst case (see bench.tracks.adversarial)
+
+
+@dataclass(frozen=True, eq=False)
+class RunData:
+    """What a run folder holds, read once: the track, its records and cells, metadata and gallery examples."""
+
+    run_dir: Path
+    track: Any  # bench.tracks.Track
+    records: list[Record]
+    cells: list[dict[str, Any]]
+    meta: Mapping[str, Any]
+    examples: Mapping[str, list[Example]]
+
+
+def load_run(run_dir: Path) -> RunData:
+    from bench.tracks import TRACKS
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"run folder '{run_dir}' does not exist")
+    with Store(run_dir / "results.db", create=False) as store:
+        meta = store.all_meta()
+        track_name = meta.get("track")
+        if track_name is None:
+            raise UserError(f"'{run_dir}' holds no run yet")
+        if track_name not in TRACKS:
+            raise UserError(f"'{run_dir}' holds a run of track '{track_name}', which is not installed here")
+        track = TRACKS.create(track_name)
+        records = store.records()
+        cells = track.cells(records, store.outcomes())
+        examples = store.examples()
+    return RunData(run_dir, track, records, cells, meta, examples)
+
+
+def provenance(run: RunData) -> dict[str, Any]:
+    """The page's footer: versions, device, seed, dataset, dates and the spec, all as stored by the run."""
+    spec_text = run.meta.get("spec")
+    spec: dict[str, Any] = {}
+    if isinstance(spec_text, str):
+        try:
+            spec = json.loads(spec_text)
+        except json.JSONDecodeError:
+            spec = {}
+    return {
+        "track": run.meta.get("track"),
+        "dataset": spec.get("dataset"),
+        "seed": spec.get("seed"),
+        "device": run.meta.get("device"),
+        "versions": run.meta.get("versions") or {},
+        "started_at": run.meta.get("started_at"),
+        "finished_at": run.meta.get("finished_at"),
+        "run": str(run.run_dir),
+        "spec": json.dumps(spec, indent=2, sort_keys=True) if spec else spec_text,
+    }
+
+
+def gallery_groups(run: RunData) -> list[Any]:
+    """One gallery block per model x defense x attack: the examples of its middle eps (in plan order)."""
+    from reports.gallery import GalleryGroup
+    from reports.leaderboard import NORM_TITLES, percent
+
+    groups: dict[tuple, list[Record]] = {}
+    for record in run.records:
+        if run.examples.get(record.key):
+            groups.setdefault((record.model, record.defense, record.attack, record.dataset, record.norm), []).append(record)
+    out = []
+    for (model, defense, attack, dataset, norm), members in groups.items():
+        members = sorted(members, key=lambda r: (r.eps is None, r.eps))
+        chosen = members[len(members) // 2]
+        eps = f" eps {chosen.eps:g}" if chosen.eps is not None else ""
+        robust = f" (robust accuracy {percent(chosen.robust_accuracy)}%)" if chosen.robust_accuracy is not None else ""
+        title = f"{model} / {defense} / {attack}, {dataset} {NORM_TITLES.get(norm, norm or '')}{eps}{robust}"
+        out.append(GalleryGroup(title, tuple(run.examples[chosen.key])))
+    return out
+
+
+def html_page(run: RunData) -> str:
+    from reports.html import leaderboard_html
+
+    return leaderboard_html(
+        run.cells,
+        worst_case=WORST_CASE,
+        explanations=FLAGS,
+        plots=run.track.figures(run.cells),
+        gallery=gallery_groups(run),
+        classes=run.meta.get("classes") or (),
+        provenance=provenance(run),
+        checks=[record_dict(r) for r in run.records if r.key not in {c.get("key") for c in run.cells}],
+    )
+
+
+def latex(run: RunData, *, figures_dir: Path) -> str:
+    """The LaTeX tables and figure blocks; the figures are saved as PDF in ``figures_dir`` (paths relative to the run folder)."""
+    from reports.latex import leaderboard_latex
+    from reports.plots import save_pdf
+
+    figures = []
+    for plot in run.track.figures(run.cells):
+        path = save_pdf(plot, figures_dir)
+        try:
+            shown = path.relative_to(run.run_dir).as_posix()
+        except ValueError:
+            shown = path.as_posix()
+        figures.append((plot.title, shown))
+    return leaderboard_latex(run.cells, worst_case=WORST_CASE, explanations=FLAGS, figures=figures)
+
+
+def render(run: RunData, fmt: str) -> str:
+    """The leaderboard in one format (``latex`` also writes the figures as PDF and ``leaderboard.tex`` into the run folder)."""
+    from reports.leaderboard import to_csv, to_json
+
+    if fmt == "json":
+        return to_json(run.cells) + "\n"
+    if fmt == "csv":
+        return to_csv(run.cells)
+    if fmt == "html":
+        return html_page(run)
+    if fmt == "latex":
+        text = latex(run, figures_dir=run.run_dir / "figures")
+        (run.run_dir / "leaderboard.tex").write_text(text)
+        return text
+    if fmt == "md":
+        return run.track.markdown(run.cells)
+    raise UserError(f"unknown report format '{fmt}'; formats: {', '.join(FORMATS)}")
+
+
+def write_reports(run_dir: Path) -> str:
+    """Write leaderboard.md, leaderboard.json and leaderboard.html into the run folder; return the markdown."""
+    run = load_run(run_dir)
+    text = render(run, "md")
+    (run.run_dir / "leaderboard.md").write_text(text)
+    (run.run_dir / "leaderboard.json").write_text(render(run, "json"))
+    (run.run_dir / "leaderboard.html").write_text(render(run, "html"))
+    return text

@@ -1,0 +1,121 @@
+"""Automated checks from "On Evaluating Adversarial Robustness" (Carlini et al. 2019) and
+"Indicators of Attack Failure" (Pintor et al. 2022).
+
+Each check returns flag names (explained in ``bench.flags``). Model checks look
+at the model alone (randomized outputs, masked gradients, probabilities
+instead of logits, an unbounded attack that does not reach ~0 %); attack
+checks look at one attack's run (its loss, silent success, convergence, and
+whether something weaker beat it). Checks that need extra attack runs use a
+small subsample, so they cost a fraction of the evaluation they guard.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from attacks import ATTACKS
+from attacks.base import Attack, AttackResult, loss_gradient
+from bench.guard import predict
+
+SUBSAMPLE = 64  # points used by checks that run extra attacks
+POINT = 0.01  # "more than a point" of robust accuracy
+EVIDENCE = 2  # a subsample check needs at least this many points against the attack, not one unlucky draw
+
+
+def model_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: str) -> tuple[list[str], dict[str, float]]:
+    """Checks of the model itself on up to ``SUBSAMPLE`` points; the model is in eval mode."""
+    x, y = x[:SUBSAMPLE], y[:SUBSAMPLE]
+    flags: list[str] = []
+    with torch.no_grad():
+        first, second = model(x), model(x)
+    if not torch.equal(first, second):
+        flags.append("randomized")
+    if first.numel() and bool((first >= 0).all() and (first <= 1).all()) and torch.allclose(first.sum(dim=1), torch.ones(len(first)), atol=1e-4):
+        flags.append("outputs-probabilities")
+    grad, _, _ = loss_gradient(model, x, y)
+    flat = grad.reshape(len(grad), -1)
+    dead = (flat == 0).all(dim=1) | ~torch.isfinite(flat).all(dim=1)
+    dead_fraction = dead.float().mean().item() if len(dead) else 0.0
+    if dead_fraction > 0.5:
+        flags.append("masked-gradients")
+    correct = predict(model, x) == y
+    unbounded_accuracy = 0.0
+    if correct.any():
+        eps = 1.0 if norm == "linf" else math.sqrt(x[0].numel())
+        attack = ATTACKS.create("pgd", eps=eps, norm=norm, steps=50, step_size=eps / 10)
+        x_adv = attack(model, x[correct], y[correct])
+        unbounded_accuracy = (predict(model, x_adv) == y[correct]).float().mean().item()
+        if unbounded_accuracy > 0.03:
+            flags.append("large-eps-not-zero")
+    return flags, {"dead_gradient_fraction": dead_fraction, "unbounded_eps_accuracy": unbounded_accuracy}
+
+
+def run_checks(result: AttackResult, fooled: torch.Tensor) -> list[str]:
+    """What the attack's own run shows: a loss that never rose, an adversarial point found and dropped."""
+    flags = []
+    if result.found is not None and bool((result.found & ~fooled).any()):
+        flags.append("silent-success")
+    if result.loss_start is not None and result.loss_end is not None:
+        survived = ~fooled
+        if int(survived.sum()) >= 5:
+            rose = (result.loss_end[survived] > result.loss_start[survived] + 1e-6).float().mean().item()
+            if rose < 0.5:
+                flags.append("loss-not-increasing")
+    return flags
+
+
+def _breaks(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return predict(model, attack(model, x, y)) != y
+
+
+def _sample(indices: torch.Tensor) -> torch.Tensor:
+    return indices[:SUBSAMPLE]
+
+
+def _exceeds(hits: torch.Tensor, population: int, n: int) -> bool:
+    """``hits`` on a subsample of ``population`` points, scaled to all ``n``: more than a point, on real evidence."""
+    return int(hits.sum()) >= EVIDENCE and hits.float().mean().item() * population / n > POINT
+
+
+def convergence_check(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor, survivors: torch.Tensor, n: int) -> list[str]:
+    """Twice the iterations on a subsample of the survivors: breaking more than a point more means not converged.
+
+    Gradient attacks only: doubling a black-box attack's queries costs more than the evaluation it checks.
+    """
+    stronger = attack.stronger() if attack.iterative and attack.white_box else None
+    sample = _sample(survivors)
+    if stronger is None or sample.numel() == 0:
+        return []
+    return ["not-converged"] if _exceeds(_breaks(model, stronger, x[sample], y[sample]), survivors.numel(), n) else []
+
+
+def weaker_attack_check(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor, broken_by_single_step: torch.Tensor, n: int) -> list[str]:
+    """An iterative gradient attack must also break what a single-step one broke (on a subsample)."""
+    sample = _sample(broken_by_single_step)
+    if not attack.iterative or not attack.white_box or sample.numel() == 0:
+        return []
+    missed = ~_breaks(model, attack, x[sample], y[sample])
+    return ["single-step-beats-iterative"] if _exceeds(missed, broken_by_single_step.numel(), n) else []
+
+
+def noise_check(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor, survivors: torch.Tensor, n: int) -> list[str]:
+    """Random noise of the same budget must not break what a white-box attack left robust."""
+    if not attack.white_box or survivors.numel() == 0:
+        return []
+    noise = ATTACKS.create("noise", eps=attack.eps, norm=attack.norm)
+    broken = _breaks(model, noise, x[survivors], y[survivors])
+    return ["noise-beats-white-box"] if _exceeds(broken, survivors.numel(), n) else []
+
+
+def black_box_check(attack: Attack, broken: int, n: int, only_white_box_before: bool) -> list[str]:
+    """A black-box attack breaking more than a point after the white-box ones: gradient masking."""
+    return ["black-box-beats-white-box"] if not attack.white_box and only_white_box_before and broken >= EVIDENCE and broken / n > POINT else []
+
+
+def monotone_check(accuracy_by_eps: list[tuple[float, float]]) -> list[float]:
+    """The eps values at which robust accuracy rose by more than a point over the previous eps."""
+    ordered = sorted(accuracy_by_eps)
+    return [eps for (_, before), (eps, after) in zip(ordered, ordered[1:], strict=False) if after > before + POINT]

@@ -1,0 +1,304 @@
+"""Run specs: TOML (plus CLI overrides) turned once, at the edge, into frozen dataclasses.
+
+Every name, eps, parameter and path is checked here, before any compute
+starts; a problem is one ``UserError`` line naming its place in the spec::
+
+    spec.attacks[1].eps: must be > 0, got -0.03
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.errors import ParamError, UserError, did_you_mean
+
+TOP_LEVEL = ("track", "dataset", "n_examples", "seed", "device", "batch_size", "cascade", "checks", "adaptive", "models", "defenses", "attacks", "training")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    checkpoint: str | None = None  # resolved path
+    train: bool = True  # train with the spec's recipe (False: use the checkpoint as it is)
+
+    @property
+    def label(self) -> str:
+        return self.name + _param_suffix(self.params)
+
+
+@dataclass(frozen=True)
+class DefenseSpec:
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.name + _param_suffix(self.params)
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    name: str
+    eps: tuple[float, ...]
+    params: Mapping[str, Any] = field(default_factory=dict)
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    epochs: int = 30
+    lr: float = 1e-3
+    batch_size: int = 64
+    weight_decay: float = 0.0
+    optimizer: str = "adam"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    track: str
+    dataset: str
+    dataset_params: Mapping[str, Any]
+    n_examples: int | None
+    seed: int
+    device: str
+    batch_size: int
+    cascade: bool  # attacks of one norm and eps run on what earlier ones left robust
+    checks: bool  # sanity checks (flags) on models and attacks
+    adaptive: bool  # add the adaptive attack (EOT, BPDA) each defense's declared properties call for
+    models: tuple[ModelSpec, ...]
+    defenses: tuple[DefenseSpec, ...]
+    attacks: tuple[AttackSpec, ...]
+    training: TrainingSpec
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def canonical(self) -> str:
+        """A stable JSON text of everything that shapes results (device excluded: it only moves them)."""
+        data = self.to_dict()
+        data.pop("device")
+        return json.dumps(data, sort_keys=True, default=str)
+
+
+def _param_suffix(params: Mapping[str, Any]) -> str:
+    if not params:
+        return ""
+    return "(" + ", ".join(f"{k}={v}" for k, v in sorted(params.items())) + ")"
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The raw spec from a TOML file; a missing or malformed file is a ``UserError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"spec file '{path}' does not exist")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise UserError(f"spec file '{path}' is not valid TOML: {error}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"spec file '{path}' is not UTF-8 text") from None
+
+
+def merge(defaults: Mapping[str, Any], user: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Top-level fields of ``user`` replace the track's defaults; CLI ``overrides`` (not None) win."""
+    merged = {**defaults, **user}
+    merged.update({k: v for k, v in overrides.items() if v is not None})
+    return merged
+
+
+def _fail(path: str, message: str) -> UserError:
+    return UserError(f"{path}: {message}")
+
+
+def _expect(value: Any, kind: type | tuple[type, ...], path: str, what: str) -> Any:
+    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,))):
+        raise _fail(path, f"must be {what}, got {value!r}")
+    return value
+
+
+def _int(value: Any, path: str, minimum: int) -> int:
+    _expect(value, int, path, "an integer")
+    if value < minimum:
+        raise _fail(path, f"must be >= {minimum}, got {value}")
+    return value
+
+
+def _table_list(raw: Any, path: str) -> list[Mapping[str, Any]]:
+    if isinstance(raw, Mapping):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw:
+        raise _fail(path, "must be a non-empty list of tables ([[...]] in TOML)")
+    for i, item in enumerate(raw):
+        if isinstance(item, str):
+            raw[i] = {"name": item}
+        elif not isinstance(item, Mapping):
+            raise _fail(f"{path}[{i}]", f"must be a table or a name, got {item!r}")
+        elif "name" not in item:
+            raise _fail(f"{path}[{i}]", "needs a 'name'")
+    return [dict(item) for item in raw]
+
+
+def _component_error(path: str, error: UserError) -> UserError:
+    if isinstance(error, ParamError):
+        return _fail(f"{path}.{error.field}", error.message)
+    return _fail(path, str(error))
+
+
+def build(raw: Mapping[str, Any], *, base_dir: Path | None = None) -> RunSpec:
+    """Validate a merged raw spec and freeze it; ``base_dir`` anchors relative paths (the spec's folder)."""
+    from attacks import ATTACKS
+    from bench.data import DATASETS
+    from bench.tracks import TRACKS
+    from defenses import DEFENSES
+    from models import MODELS
+
+    base_dir = base_dir or Path.cwd()
+    for key in raw:
+        if key not in TOP_LEVEL:
+            raise _fail(f"spec.{key}", f"unknown field{did_you_mean(key, TOP_LEVEL)}; fields: {', '.join(TOP_LEVEL)}")
+
+    track = _expect(raw.get("track", "adversarial"), str, "spec.track", "a track name")
+    if track not in TRACKS:
+        raise _fail("spec.track", str(TRACKS.unknown_error(track)))
+
+    dataset_raw = raw.get("dataset", "digits")
+    dataset_params: dict[str, Any] = {}
+    if isinstance(dataset_raw, Mapping):
+        dataset_params = {k: v for k, v in dataset_raw.items() if k != "name"}
+        dataset_raw = dataset_raw.get("name")
+    dataset = _expect(dataset_raw, str, "spec.dataset", "a dataset name")
+    try:
+        DATASETS.check(dataset, dataset_params)
+    except UserError as error:
+        raise _fail("spec.dataset", str(error)) from None
+    if "root" in dataset_params and dataset_params["root"] is not None:
+        dataset_params["root"] = str((base_dir / str(dataset_params["root"])).resolve())
+
+    n_examples = raw.get("n_examples")
+    if n_examples is not None:
+        n_examples = _int(n_examples, "spec.n_examples", 1)
+    seed = _int(raw.get("seed", 0), "spec.seed", 0)
+    device = _expect(raw.get("device", "auto"), str, "spec.device", "a device name")
+    if device.split(":")[0] not in DEVICES:
+        raise _fail("spec.device", f"must be one of {', '.join(DEVICES)} (or cuda:N), got '{device}'")
+    batch_size = _int(raw.get("batch_size", 256), "spec.batch_size", 1)
+    cascade = _expect(raw.get("cascade", True), bool, "spec.cascade", "true or false")
+    checks = _expect(raw.get("checks", True), bool, "spec.checks", "true or false")
+    adaptive = _expect(raw.get("adaptive", True), bool, "spec.adaptive", "true or false")
+
+    models = tuple(_model(item, f"spec.models[{i}]", base_dir, MODELS) for i, item in enumerate(_table_list(raw.get("models"), "spec.models")))
+    defenses = tuple(
+        _defense(item, f"spec.defenses[{i}]", DEFENSES) for i, item in enumerate(_table_list(raw.get("defenses", [{"name": "none"}]), "spec.defenses"))
+    )
+    attacks = _attacks(_table_list(raw.get("attacks"), "spec.attacks"), ATTACKS)
+    training = _training(raw.get("training", {}))
+    _unique("spec.models", [m.label for m in models])
+    _unique("spec.defenses", [d.label for d in defenses])
+    return RunSpec(track, dataset, dataset_params, n_examples, seed, device, batch_size, cascade, checks, adaptive, models, defenses, attacks, training)
+
+
+def _unique(path: str, labels: Sequence[str]) -> None:
+    seen = set()
+    for i, label in enumerate(labels):
+        if label in seen:
+            raise _fail(f"{path}[{i}]", f"'{label}' is listed twice")
+        seen.add(label)
+
+
+def _model(item: Mapping[str, Any], path: str, base_dir: Path, registry: Any) -> ModelSpec:
+    from models.checkpoint import read_state_dict
+
+    name = _expect(item["name"], str, f"{path}.name", "a model name")
+    checkpoint = item.get("checkpoint")
+    params = {k: v for k, v in item.items() if k not in ("name", "checkpoint", "train")}
+    try:
+        registry.check(name, params)
+    except UserError as error:
+        raise _component_error(path, error) from None
+    if checkpoint is not None:
+        _expect(checkpoint, str, f"{path}.checkpoint", "a file path")
+        checkpoint = str((base_dir / checkpoint).resolve())
+        try:
+            read_state_dict(checkpoint)  # missing, unsafe or corrupt: fail before any compute
+        except UserError as error:
+            raise _fail(f"{path}.checkpoint", str(error)) from None
+    train = _expect(item.get("train", checkpoint is None), bool, f"{path}.train", "true or false")
+    return ModelSpec(name, params, checkpoint, train)
+
+
+def _defense(item: Mapping[str, Any], path: str, registry: Any) -> DefenseSpec:
+    name = _expect(item["name"], str, f"{path}.name", "a defense name")
+    params = {k: v for k, v in item.items() if k != "name"}
+    try:
+        registry.create(name, **params)  # cheap: a defense is a value until it trains or wraps
+    except UserError as error:
+        raise _component_error(path, error) from None
+    return DefenseSpec(name, params)
+
+
+def _attacks(items: list[Mapping[str, Any]], registry: Any) -> tuple[AttackSpec, ...]:
+    specs = []
+    for i, item in enumerate(items):
+        path = f"spec.attacks[{i}]"
+        name = _expect(item["name"], str, f"{path}.name", "an attack name")
+        if "eps" not in item:
+            raise _fail(path, "needs 'eps' (a number or a list of numbers)")
+        grid = item["eps"] if isinstance(item["eps"], list) else [item["eps"]]
+        if not grid:
+            raise _fail(f"{path}.eps", "must not be an empty list")
+        params = {k: v for k, v in item.items() if k not in ("name", "eps")}
+        eps_values = []
+        for eps in grid:
+            try:
+                attack = registry.create(name, eps=eps, **params)
+            except UserError as error:
+                raise _component_error(path, error) from None
+            supported = registry.meta(name).get("norms")
+            norm = getattr(attack, "norm", None)
+            if supported and norm not in supported:
+                raise _fail(f"{path}.norm", f"attack '{name}' does not support norm '{norm}'; it supports: {', '.join(supported)}")
+            eps_values.append(float(eps))
+        specs.append(AttackSpec(name, tuple(eps_values), params))
+    return tuple(_labelled(specs))
+
+
+def _labelled(specs: list[AttackSpec]) -> list[AttackSpec]:
+    """Column labels: the attack's name, plus the parameters that tell apart two uses of one name."""
+    out = []
+    for spec in specs:
+        twins = [s for s in specs if s.name == spec.name and s.params.get("norm") == spec.params.get("norm")]
+        label = spec.name
+        if len(twins) > 1:  # (twins that differ only in norm sit in different tables and keep the plain name)
+            differing = {k: v for k, v in spec.params.items() if any(t.params.get(k) != v for t in twins)}
+            label += _param_suffix(differing) or _param_suffix(spec.params)
+        out.append(AttackSpec(spec.name, spec.eps, spec.params, label))
+    labels = [(s.label, s.params.get("norm")) for s in out]
+    for i, label in enumerate(labels):
+        if labels.index(label) != i:
+            raise _fail(f"spec.attacks[{i}]", f"repeats attack '{label[0]}' with the same parameters; merge their eps lists")
+    return out
+
+
+def _training(raw: Any) -> TrainingSpec:
+    _expect(raw, Mapping, "spec.training", "a table")
+    fields = TrainingSpec.__dataclass_fields__
+    for key in raw:
+        if key not in fields:
+            raise _fail(f"spec.training.{key}", f"unknown field{did_you_mean(key, fields)}; fields: {', '.join(fields)}")
+    spec = TrainingSpec(**raw)
+    _int(spec.epochs, "spec.training.epochs", 0)
+    _int(spec.batch_size, "spec.training.batch_size", 1)
+    _expect(spec.lr, (int, float), "spec.training.lr", "a number")
+    if spec.lr <= 0:
+        raise _fail("spec.training.lr", f"must be > 0, got {spec.lr}")
+    _expect(spec.weight_decay, (int, float), "spec.training.weight_decay", "a number")
+    if spec.optimizer not in ("adam", "sgd"):
+        raise _fail("spec.training.optimizer", f"must be 'adam' or 'sgd', got {spec.optimizer!r}")
+    return spec

@@ -1,0 +1,157 @@
+"""Standard training of a model spec on a dataset, cached by the hash of its recipe.
+
+The recipe is everything that determines the weights: model name and
+parameters, starting checkpoint (by content), dataset, training settings,
+seed and code version. Ten attacks on one model train it once; a second run
+takes the weights from the cache (``BENCH_CACHE``, default
+``~/.cache/frontier-bench``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import bench
+from bench.data import Dataset
+from bench.spec import ModelSpec, TrainingSpec
+from models import MODELS
+from models.checkpoint import load_checkpoint, save_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "frontier-bench")
+
+
+def stable_hash(data: Any, length: int = 16) -> str:
+    text = json.dumps(data, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def file_digest(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    model: nn.Module
+    recipe: str  # the recipe hash, also the cache file's name
+    cached: bool
+    seconds: float
+
+
+class Objective(Protocol):
+    """A training objective other than cross-entropy (a training-time defense)."""
+
+    def training_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
+
+
+def recipe(spec: ModelSpec, dataset_id: Any, training: TrainingSpec, seed: int, objective: Any = None) -> dict[str, Any]:
+    """Everything that determines a model's weights (``objective``: what identifies a training-time defense)."""
+    return {
+        "objective": objective,
+        "model": spec.name,
+        "params": dict(spec.params),
+        "checkpoint": file_digest(spec.checkpoint) if spec.checkpoint else None,
+        "train": spec.train,
+        "dataset": dataset_id,
+        "training": asdict(training) if spec.train else None,
+        "seed": seed,
+        "version": bench.__version__,
+    }
+
+
+def build_model(spec: ModelSpec, data: Dataset, seed: int) -> nn.Module:
+    """The untrained (or checkpoint-loaded) model; initialization is seeded."""
+    torch.manual_seed(seed)
+    model = MODELS.create(spec.name, context=data.model_context(), **spec.params)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model '{spec.name}' built a {type(model).__name__}, not a torch.nn.Module")
+    if spec.checkpoint:
+        load_checkpoint(model, spec.checkpoint)
+    return model
+
+
+def obtain_model(
+    spec: ModelSpec,
+    data: Dataset,
+    dataset_id: Any,
+    training: TrainingSpec,
+    *,
+    seed: int,
+    device: torch.device,
+    objective: Objective | None = None,
+    objective_id: Any = None,
+) -> TrainedModel:
+    """The model of ``spec``, trained by ``training`` (with ``objective``'s loss) unless the cache already holds it.
+
+    The global random state is left as it was: a job's attack draws the same
+    random numbers whether or not its model had to be built in that job.
+    """
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        return _obtain_model(spec, data, dataset_id, training, seed=seed, device=device, objective=objective, objective_id=objective_id)
+
+
+def _obtain_model(
+    spec: ModelSpec, data: Dataset, dataset_id: Any, training: TrainingSpec, *, seed: int, device: torch.device, objective: Any, objective_id: Any
+) -> TrainedModel:
+    start = time.perf_counter()
+    model = build_model(spec, data, seed)
+    the_recipe = recipe(spec, dataset_id, training, seed, objective_id)
+    key = stable_hash(the_recipe)
+    if not spec.train:
+        return TrainedModel(model.to(device).eval(), key, False, 0.0)
+    path = cache_dir() / "models" / f"{key}.safetensors"
+    if path.is_file():
+        load_checkpoint(model, path)
+        log.info("cache hit: %s (recipe %s) from %s", spec.label, key, path)
+        return TrainedModel(model.to(device).eval(), key, True, time.perf_counter() - start)
+    log.info("training %s%s on %s: %d epochs (recipe %s)", spec.label, f" with {objective_id[0]}" if objective_id else "", data.name, training.epochs, key)
+    train_classifier(model, data, training, seed=seed, device=device, objective=objective)
+    save_checkpoint(model, path)
+    path.with_suffix(".json").write_text(json.dumps(the_recipe, indent=2, default=str))
+    seconds = time.perf_counter() - start
+    log.info("trained %s in %.1f s; cached as %s", spec.label, seconds, path)
+    return TrainedModel(model.eval(), key, False, seconds)
+
+
+def train_classifier(
+    model: nn.Module, data: Dataset, training: TrainingSpec, *, seed: int, device: torch.device, objective: Objective | None = None
+) -> nn.Module:
+    """Minibatch training (cross-entropy, or ``objective``'s loss) with a cosine learning-rate schedule."""
+    model.to(device).train()
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    if training.optimizer == "sgd":
+        optimizer: torch.optim.Optimizer = torch.optim.SGD(parameters, lr=training.lr, momentum=0.9, weight_decay=training.weight_decay)
+    else:
+        optimizer = torch.optim.Adam(parameters, lr=training.lr, weight_decay=training.weight_decay)
+    x, y = data.x_train.to(device), data.y_train.to(device)
+    steps_per_epoch = -(-len(y) // training.batch_size)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, training.epochs * steps_per_epoch))
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(training.epochs):
+        order = torch.randperm(len(y), generator=generator).to(device)
+        for batch in order.split(training.batch_size):
+            optimizer.zero_grad(set_to_none=True)
+            loss = objective.training_loss(model, x[batch], y[batch]) if objective is not None else F.cross_entropy(model(x[batch]), y[batch])
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    optimizer.zero_grad(set_to_none=True)
+    return model.eval()

@@ -1,0 +1,13 @@
+"""Models take images in [0, 1] and return logits; registered by name.
+
+Sources: the built-in zoo (``small-cnn``, ``mlp``), ``timm:<name>``,
+``torchvision:<name>``, and ``package.module:factory`` for a user's own model.
+"""
+
+from bench.registry import Registry
+
+MODELS: Registry = Registry("model", entry_points="frontier_bench.models", import_paths=True)
+
+from models import adapters, zoo  # noqa: E402,F401  (registration)
+
+__all__ = ["MODELS"]

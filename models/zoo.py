@@ -1,0 +1,86 @@
+"""Built-in models for the embedded data: small, fast on a CPU, normalization inside.
+
+Every factory takes the dataset's ``input_shape`` (C, H, W) and
+``num_classes``, and its per-channel ``mean``/``std``, so the model accepts
+images in [0, 1] as every attack expects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from models import MODELS
+
+
+class Normalize(nn.Module):
+    """(x - mean) / std per channel, as the first layer of a model."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def _stats(channels: int, mean: Sequence[float] | None, std: Sequence[float] | None) -> tuple[list[float], list[float]]:
+    return list(mean or [0.5] * channels), list(std or [0.5] * channels)
+
+
+@MODELS.register("small-cnn", description="two 3x3 conv layers, max-pool, two dense layers (~150k parameters on digits)")
+def small_cnn(
+    *,
+    input_shape: Sequence[int],
+    num_classes: int,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    width: int = 32,
+    hidden: int = 128,
+    dropout: float = 0.0,
+) -> nn.Module:
+    channels, height, width_px = input_shape
+    flat = 2 * width * (height // 2) * (width_px // 2)
+    return nn.Sequential(
+        Normalize(*_stats(channels, mean, std)),
+        nn.Conv2d(channels, width, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(width, 2 * width, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Dropout(dropout),
+        nn.Linear(flat, hidden),
+        nn.ReLU(),
+        nn.Dropout(dropout),
+        nn.Linear(hidden, num_classes),
+    )
+
+
+@MODELS.register("mlp", description="a two-hidden-layer perceptron on the flattened image")
+def mlp(
+    *,
+    input_shape: Sequence[int],
+    num_classes: int,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    hidden: int = 256,
+    dropout: float = 0.0,
+) -> nn.Module:
+    features = 1
+    for size in input_shape:
+        features *= size
+    return nn.Sequential(
+        Normalize(*_stats(input_shape[0], mean, std)),
+        nn.Flatten(),
+        nn.Linear(features, hidden),
+        nn.ReLU(),
+        nn.Dropout(dropout),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(),
+        nn.Dropout(dropout),
+        nn.Linear(hidden, num_classes),
+    )

@@ -1,0 +1,1 @@
+"""Rendering of stored results: tables, JSON/CSV. A report never recomputes a measurement."""

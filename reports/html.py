@@ -1,0 +1,284 @@
+"""``leaderboard.html``: one self-contained page (inline CSS and JS, pictures embedded; no network needed to view it).
+
+Sortable tables of clean, per-attack and worst-case accuracy, flags as badges
+with their one-line explanation, the tracks' plots (robustness curves), the
+gallery of adversarial examples and the run's provenance at the foot. Every
+stored job appears as one table cell carrying its key (``data-key``).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from reports.gallery import GalleryGroup, gallery_html
+from reports.leaderboard import NORM_TITLES, failed_cells, footnote, percent, sections, used_flags
+from reports.plots import Plot, slug, to_svg
+
+_CSS = """
+:root { --fg: #1d2330; --muted: #5b6475; --line: #d9dee7; --head: #f3f5f9; --accent: #2454c5; --warn: #9a5b00; --warn-bg: #fff2d6;
+        --bad: #a3202a; --bad-bg: #fde4e6; --ok: #1d6b36; --ok-bg: #e1f5e8; }
+* { box-sizing: border-box; }
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg); margin: 0; background: #fff; }
+header, main, footer { max-width: 1180px; margin: 0 auto; padding: 0 24px; }
+header { padding-top: 24px; }
+h1 { font-size: 26px; margin: 0 0 4px; }
+h2 { font-size: 20px; margin: 32px 0 8px; border-bottom: 1px solid var(--line); padding-bottom: 4px; }
+h3 { font-size: 16px; margin: 20px 0 8px; }
+nav a { margin-right: 16px; color: var(--accent); text-decoration: none; }
+.muted, .note { color: var(--muted); }
+.note { font-size: 13px; }
+table { border-collapse: collapse; width: 100%; margin: 4px 0 8px; font-variant-numeric: tabular-nums; }
+th, td { padding: 5px 10px; border-bottom: 1px solid var(--line); text-align: left; white-space: nowrap; }
+td.num, th.num { text-align: right; }
+td.worst { font-weight: 600; background: #f7f9fd; }
+thead th { background: var(--head); position: sticky; top: 0; cursor: pointer; user-select: none; }
+th button { all: unset; cursor: pointer; font-weight: 600; }
+th button:focus-visible { outline: 2px solid var(--accent); }
+th[aria-sort="ascending"] button::after { content: " \\25B2"; font-size: 10px; }
+th[aria-sort="descending"] button::after { content: " \\25BC"; font-size: 10px; }
+tbody tr:hover { background: #fafbfd; }
+.badge { display: inline-block; padding: 1px 7px; margin: 1px 2px; border-radius: 10px; font-size: 12px; background: var(--warn-bg); color: var(--warn);
+         border: 1px solid #f0d9a8; cursor: help; }
+.badge.status-invalid { background: var(--bad-bg); color: var(--bad); border-color: #f3b9bf; }
+.badge.status-failed { background: #eceef2; color: #4a5263; border-color: #d3d7df; }
+dl.flags { display: grid; grid-template-columns: max-content 1fr; gap: 4px 12px; }
+dl.flags dd { margin: 0; }
+.curves { display: flex; flex-wrap: wrap; gap: 16px; }
+.curves figure { margin: 0; flex: 1 1 480px; }
+.curves img { width: 100%; height: auto; border: 1px solid var(--line); border-radius: 6px; }
+figcaption { font-size: 13px; color: var(--muted); }
+.gallery-group { border: 1px solid var(--line); border-radius: 8px; padding: 4px 12px 8px; margin: 12px 0; }
+.gallery-group h3 { margin: 8px 0; }
+.example { display: flex; gap: 12px; align-items: flex-start; margin: 6px 0; flex-wrap: wrap; }
+.tile { margin: 0; width: 150px; }
+.tile img { width: 96px; height: 96px; image-rendering: pixelated; border: 1px solid var(--line); display: block; }
+.verdict { font-size: 11px; padding: 0 5px; border-radius: 8px; }
+.verdict.fooled { background: var(--bad-bg); color: var(--bad); }
+.verdict.held { background: var(--ok-bg); color: var(--ok); }
+.verdict.wrong { background: #eceef2; color: #4a5263; }
+.gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(520px, 1fr)); gap: 0 16px; }
+footer { margin-top: 32px; padding-bottom: 32px; font-size: 13px; }
+footer dl { display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px; }
+footer dd { margin: 0; }
+pre { background: var(--head); padding: 10px; border-radius: 6px; overflow-x: auto; font-size: 12px; }
+"""
+
+_JS = """
+(function () {
+  "use strict";
+  function sortTable(table, th, column) {
+    var numeric = th.dataset.type === "number";
+    var current = th.getAttribute("aria-sort");
+    var direction = current === "descending" ? "ascending" : current === "ascending" ? "descending" : numeric ? "descending" : "ascending";
+    table.querySelectorAll("thead th").forEach(function (other) { other.setAttribute("aria-sort", "none"); });
+    th.setAttribute("aria-sort", direction);
+    var sign = direction === "ascending" ? 1 : -1;
+    var body = table.tBodies[0];
+    var key = function (row) {
+      var cell = row.cells[column];
+      if (!numeric) { return cell.textContent.trim(); }
+      var value = cell.dataset.value;
+      return value === undefined || value === "" ? null : Number(value);
+    };
+    var rows = Array.prototype.slice.call(body.rows).map(function (row, index) { return { row: row, key: key(row), index: index }; });
+    rows.sort(function (a, b) {
+      if (a.key === null || b.key === null) { return a.key === b.key ? a.index - b.index : a.key === null ? 1 : -1; }
+      var order = numeric ? a.key - b.key : a.key.localeCompare(b.key, undefined, { numeric: true });
+      return order === 0 ? a.index - b.index : sign * order;
+    });
+    rows.forEach(function (item) { body.appendChild(item.row); });
+  }
+  document.querySelectorAll("table.sortable").forEach(function (table) {
+    table.querySelectorAll("thead th").forEach(function (th, column) {
+      th.addEventListener("click", function () { sortTable(table, th, column); });  // the button inside keeps it keyboard-reachable
+    });
+  });
+})();
+"""
+
+
+def _badge(flag: str, explanations: Mapping[str, str], *, css: str = "") -> str:
+    explanation = explanations.get(flag, "")
+    return f'<span class="badge{css}" title="{html.escape(explanation)}">{html.escape(flag)}</span>'
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else repr(float(value))
+
+
+def _cell_html(cell: Mapping[str, Any] | None, *, explanations: Mapping[str, str], worst: bool = False) -> str:
+    css = "num worst" if worst else "num"
+    if cell is None:
+        return f'<td class="{css}" data-value=""></td>'
+    key = f' data-key="{html.escape(cell["key"])}"' if cell.get("key") else ""
+    details = [f"{cell['attack']} at eps {cell['eps']:g}" if cell.get("eps") is not None else str(cell["attack"])]
+    if cell.get("n") is not None:
+        details.append(f"n = {cell['n']}")
+    if cell.get("seconds") is not None:
+        details.append(f"{cell['seconds']:.2f} s")
+    if cell.get("error"):
+        details.append(str(cell["error"]))
+    title = html.escape("; ".join(details))
+    if cell["status"] == "ok":
+        return f'<td class="{css}" data-value="{_number(cell["robust_accuracy"])}"{key} title="{title}">{percent(cell["robust_accuracy"])}</td>'
+    status = cell["status"]
+    reason = "; ".join(explanations.get(f, f) for f in cell["flags"]) or cell.get("error") or status
+    badge = f'<span class="badge status-{html.escape(status)}" title="{html.escape(reason)}">{html.escape(status)}</span>'
+    return f'<td class="{css}" data-value=""{key} title="{title}">{badge}</td>'
+
+
+def _tables(cells: Sequence[Mapping[str, Any]], *, worst_case: str, explanations: Mapping[str, str]) -> str:
+    parts = []
+    for section in sections(cells, worst_case=worst_case):
+        columns = [("model", "text"), ("defense", "text"), ("eps", "number"), ("clean %", "number")]
+        columns += [(f"{a} %", "number") for a in section.attacks] + [("worst case %", "number"), ("flags", "text")]
+        head = "".join(
+            f'<th scope="col" data-type="{kind}" class="{"num" if kind == "number" else "text"}" aria-sort="none">'
+            f'<button type="button">{html.escape(name)}</button></th>'
+            for name, kind in columns
+        )
+        body = []
+        for row in section.rows:
+            flags = "".join(_badge(f, explanations) for f in row.flags)
+            body.append(
+                "<tr>"
+                + f"<td>{html.escape(row.model)}</td><td>{html.escape(row.defense)}</td>"
+                + f'<td class="num" data-value="{_number(row.eps)}">{"" if row.eps is None else f"{row.eps:g}"}</td>'
+                + f'<td class="num" data-value="{_number(row.clean_accuracy)}">{percent(row.clean_accuracy)}</td>'
+                + "".join(_cell_html(row.by_attack.get(a), explanations=explanations) for a in section.attacks)
+                + _cell_html(row.by_attack.get(worst_case), explanations=explanations, worst=True)
+                + f"<td>{flags}</td></tr>"
+            )
+        table_id = f"table-{slug(section.dataset)}-{slug(str(section.norm))}"
+        parts.append(
+            f"<h3>{html.escape(section.title)} (robust accuracy, %)</h3>"
+            f'<table class="sortable" id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+        )
+    return "\n".join(parts)
+
+
+def _flags_and_failures(cells: Sequence[Mapping[str, Any]], *, explanations: Mapping[str, str]) -> str:
+    parts = []
+    used = used_flags(cells)
+    if used:
+        items = "".join(f"<dt>{_badge(f, explanations)}</dt><dd>{html.escape(explanations.get(f, ''))}</dd>" for f in used)
+        parts.append(f'<h3>Flags</h3><dl class="flags">{items}</dl>')
+    failed = failed_cells(cells)
+    if failed:
+        items = "".join(
+            f"<li>{html.escape(c['model'])} / {html.escape(c['defense'])} / {html.escape(c['attack'])} at eps {c['eps']:g}: "
+            f"<code>{html.escape(c['error'])}</code></li>"
+            for c in failed
+        )
+        parts.append(f"<h3>Failed jobs</h3><ul>{items}</ul>")
+    return "\n".join(parts)
+
+
+def _checks(jobs: Sequence[Mapping[str, Any]], *, explanations: Mapping[str, str]) -> str:
+    """The jobs behind the rows: per-model sanity checks and certification, with their flags and measurements."""
+    if not jobs:
+        return ""
+    rows = []
+    for job in jobs:
+        measured = ", ".join(f"{k} {v:.3g}" for k, v in (job.get("metrics") or {}).items() if isinstance(v, float | int) and not isinstance(v, bool))
+        flags = "".join(_badge(f, explanations) for f in job.get("flags") or ())
+        cells = [job["model"], job["defense"], job["attack"], NORM_TITLES.get(job.get("norm"), job.get("norm") or ""), job["status"]]
+        key = html.escape(job["key"])
+        columns = "".join(f'<td data-key="{key}">{html.escape(str(c))}</td>' if i == 2 else f"<td>{html.escape(str(c))}</td>" for i, c in enumerate(cells))
+        rows.append(f"<tr>{columns}<td>{flags}</td><td>{html.escape(measured)}</td></tr>")
+    head = "".join(f"<th>{h}</th>" for h in ("model", "defense", "job", "norm", "status", "flags", "measured"))
+    return f'<h3>Checks</h3><table class="checks"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _curves(plots: Sequence[Plot]) -> str:
+    if not plots:
+        return '<p class="muted">No plots for this run.</p>'
+    figures = []
+    for plot in plots:
+        data = base64.b64encode(to_svg(plot).encode()).decode("ascii")
+        figures.append(
+            f'<figure id="plot-{html.escape(plot.name)}"><img class="plot" src="data:image/svg+xml;base64,{data}" alt="{html.escape(plot.title)}">'
+            f"<figcaption>{html.escape(plot.title)}</figcaption></figure>"
+        )
+    return f'<div class="curves">{"".join(figures)}</div>'
+
+
+def _provenance(provenance: Mapping[str, Any]) -> str:
+    rows = []
+    versions = provenance.get("versions") or {}
+    if versions:
+        rows.append(("versions", ", ".join(f"{k} {v}" for k, v in versions.items())))
+    for key in ("track", "dataset", "seed", "device", "started_at", "finished_at", "run"):
+        if provenance.get(key) is not None:
+            rows.append((key.replace("_", " "), str(provenance[key])))
+    items = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in rows)
+    spec = provenance.get("spec")
+    spec_html = f"<details><summary>spec (canonical)</summary><pre>{html.escape(spec)}</pre></details>" if spec else ""
+    return f"<dl>{items}</dl>{spec_html}"
+
+
+def leaderboard_html(
+    cells: Sequence[Mapping[str, Any]],
+    *,
+    worst_case: str,
+    explanations: Mapping[str, str],
+    plots: Sequence[Plot] = (),
+    gallery: Sequence[GalleryGroup] = (),
+    classes: Sequence[str] = (),
+    provenance: Mapping[str, Any] | None = None,
+    checks: Sequence[Mapping[str, Any]] = (),
+) -> str:
+    """The whole page as one string; ``checks`` are stored jobs that are not leaderboard cells (sanity checks, certification)."""
+    provenance = provenance or {}
+    track = cells[0]["track"] if cells else provenance.get("track", "")
+    title = f"Leaderboard: {track} track" if track else "Leaderboard"
+    jobs = sum(1 for c in cells if c.get("key"))
+    summary = f"{jobs} jobs" + (f", finished {provenance['finished_at']}" if provenance.get("finished_at") else "")
+    if cells:
+        leaderboard = _tables(cells, worst_case=worst_case, explanations=explanations)
+        leaderboard += f'\n<p class="note">{html.escape(footnote(cells))} Click a column header to sort.</p>\n'
+        leaderboard += _flags_and_failures(cells, explanations=explanations)
+        leaderboard += _checks(checks, explanations=explanations)
+    else:
+        leaderboard = '<p class="muted">No results yet.</p>'
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="frontier-bench">
+<title>{html.escape(title)}</title>
+<style>{_CSS}</style>
+</head>
+<body>
+<header>
+<h1>{html.escape(title)}</h1>
+<p class="muted">{html.escape(summary)}</p>
+<nav><a href="#leaderboard">Leaderboard</a><a href="#curves">Robustness curves</a><a href="#gallery">Gallery</a><a href="#provenance">Provenance</a></nav>
+</header>
+<main>
+<section id="leaderboard">
+<h2>Leaderboard</h2>
+{leaderboard}
+</section>
+<section id="curves">
+<h2>Robustness curves</h2>
+{_curves(plots)}
+</section>
+<section id="gallery">
+<h2>Gallery</h2>
+<p class="note">Per model and attack, a few test inputs: the clean input, its adversarial version and the perturbation, magnified to be visible.</p>
+<div class="gallery">{gallery_html(gallery, classes=classes)}</div>
+</section>
+</main>
+<footer id="provenance">
+<h2>Provenance</h2>
+{_provenance(provenance)}
+</footer>
+<script>{_JS}</script>
+</body>
+</html>
+"""

@@ -1,0 +1,140 @@
+"""bench.evaluate: the cascade, adaptive attacks (BPDA, EOT) and the sanity flags that catch broken evaluations."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import bench
+from attacks import ATTACKS
+from attacks.base import AttackResult
+from bench import sanity
+from bench.data import DATASETS
+from bench.spec import ModelSpec, TrainingSpec
+from bench.training import build_model, train_classifier
+
+
+def trained(name: str, digits, **params) -> nn.Module:
+    model = build_model(ModelSpec(name, params), digits, seed=0)
+    return train_classifier(model, digits, TrainingSpec(epochs=5), seed=0, device=torch.device("cpu")).eval()
+
+
+@pytest.fixture(scope="module")
+def data():
+    digits = DATASETS.create("digits")
+    return digits, digits.x_test[:120], digits.y_test[:120]
+
+
+def test_evaluate_returns_the_worst_case_with_cumulative_per_attack_numbers(trained_cnn, data):
+    _, x, y = data
+    result = bench.evaluate(trained_cnn, x, y, eps=0.1, attacks=["fgsm", ("pgd", {"steps": 10}), ("square", {"n_queries": 50})])
+    assert list(result.per_attack) == ["fgsm", "pgd", "square"]
+    values = list(result.per_attack.values())
+    assert values == sorted(values, reverse=True)  # each attack only removes points
+    assert result.robust_accuracy == values[-1] == pytest.approx(result.robust.float().mean().item())
+    assert result.robust.dtype == torch.bool and result.robust.shape == y.shape
+    assert result.robust_accuracy <= result.clean_accuracy
+    assert isinstance(result.flags, list)
+
+
+def test_cascade_equals_the_per_example_minimum_of_standalone_attacks(trained_cnn, data):
+    _, x, y = data
+    attacks = ["fgsm", ("pgd", {"steps": 5, "random_start": False}), ("fgsm", {})]
+    cascade = bench.evaluate(trained_cnn, x, y, eps=0.08, attacks=attacks, checks=False)
+    alone = [bench.evaluate(trained_cnn, x, y, eps=0.08, attacks=[a], checks=False).robust for a in attacks]
+    assert torch.equal(cascade.robust, torch.stack(alone).all(dim=0))
+
+
+def test_the_default_cascade_ends_with_a_black_box_attack(trained_cnn, data):
+    from bench.evaluation import build_cascade
+
+    cascade = build_cascade(None, eps=0.1, norm="linf")
+    assert not cascade[-1][1].white_box and all(a.white_box for _, a in cascade[:-1])
+
+
+def test_quantization_looks_robust_to_pgd_and_falls_to_bpda(digits, data):
+    _, x, y = data
+    model = trained("tests.helpers:quantized_cnn", digits)
+    plain = bench.evaluate(model, x, y, eps=0.2, attacks=[("pgd", {"steps": 20})])
+    adaptive = bench.evaluate(model, x, y, eps=0.2, attacks=[("bpda", {"steps": 20, "modules": ["0"]})])
+    assert plain.robust_accuracy >= plain.clean_accuracy - 0.1  # gradients are zero: PGD barely moves
+    assert adaptive.robust_accuracy <= plain.robust_accuracy - 0.3
+    assert "masked-gradients" in plain.flags and "large-eps-not-zero" in plain.flags
+
+
+def test_bpda_finds_our_preprocessing_modules_by_itself(trained_cnn, data):
+    from attacks.bpda import straight_through
+
+    _, x, y = data
+    model = nn.Sequential(straight_through(lambda t: torch.round(t * 4) / 4), trained_cnn).eval()
+    plain = bench.evaluate(model, x, y, eps=0.2, attacks=[("pgd", {"steps": 10})], checks=False)
+    adaptive = bench.evaluate(model, x, y, eps=0.2, attacks=[("bpda", {"steps": 10})], checks=False)
+    assert adaptive.robust_accuracy <= plain.robust_accuracy - 0.3
+    with torch.no_grad():
+        assert torch.equal(model(x), trained_cnn(torch.round(x * 4) / 4))  # outside BPDA, the exact transformation
+
+
+def test_a_randomized_model_is_flagged_and_eot_beats_pgd(digits, data):
+    _, x, y = data
+    model = trained("tests.helpers:noisy_cnn", digits, sigma=0.3)
+    assert "randomized" in bench.evaluate(model, x, y, eps=0.1, attacks=[("pgd", {"steps": 10})]).flags
+
+    def expected_accuracy(x_adv, draws=20):
+        with torch.no_grad():
+            return torch.stack([(model(x_adv).argmax(1) == y).float() for _ in range(draws)]).mean().item()
+
+    torch.manual_seed(0)
+    pgd = expected_accuracy(ATTACKS.create("pgd", eps=0.1, steps=20)(model, x, y))
+    torch.manual_seed(0)
+    eot = expected_accuracy(ATTACKS.create("eot", eps=0.1, steps=20, samples=16, distribution="none")(model, x, y))
+    assert eot <= pgd - 0.05
+
+
+def test_eot_reports_transform_averaged_accuracy(trained_cnn, data):
+    from bench.evaluation import attack_step
+
+    _, x, y = data
+    attack = ATTACKS.create("eot", eps=0.1, steps=5, samples=4, eval_draws=8)
+    step = attack_step(trained_cnn, x, y, attack, robust=torch.ones(len(y), dtype=torch.bool), checks=False)
+    value = step.metrics["transform_averaged_accuracy"]
+    assert 0.0 <= value <= 1.0
+    assert attack.transforms.rotation == 15.0 and ATTACKS.create("eot", eps=0.1, rotation=30).transforms.rotation == 30
+
+
+def test_a_model_returning_probabilities_is_flagged(trained_cnn, data):
+    _, x, y = data
+    model = nn.Sequential(trained_cnn, nn.Softmax(dim=1)).eval()
+    flags, _ = sanity.model_checks(model, x, y, norm="linf")
+    assert "outputs-probabilities" in flags
+    assert "outputs-probabilities" not in sanity.model_checks(trained_cnn, x, y, norm="linf")[0]
+
+
+def test_a_healthy_model_and_cascade_raise_no_flags(trained_cnn, data):
+    _, x, y = data
+    result = bench.evaluate(trained_cnn, x, y, eps=0.1, attacks=["fgsm", ("pgd", {"steps": 20}), ("square", {"n_queries": 100})])
+    assert result.flags == []
+
+
+def test_black_box_beating_white_box_is_flagged(digits, data):
+    _, x, y = data
+    model = trained("tests.helpers:quantized_cnn", digits)
+    result = bench.evaluate(model, x, y, eps=0.25, attacks=[("pgd", {"steps": 10}), ("square", {"n_queries": 300})])
+    assert "black-box-beats-white-box" in result.flags
+
+
+def test_attack_run_checks():
+    fooled = torch.tensor([False] * 6)
+    flat = AttackResult(torch.zeros(6), loss_start=torch.ones(6), loss_end=torch.ones(6))
+    assert sanity.run_checks(flat, fooled) == ["loss-not-increasing"]
+    rising = AttackResult(torch.zeros(6), loss_start=torch.ones(6), loss_end=torch.full((6,), 2.0))
+    assert sanity.run_checks(rising, fooled) == []
+    dropped = AttackResult(torch.zeros(6), found=torch.tensor([True] + [False] * 5))
+    assert sanity.run_checks(dropped, fooled) == ["silent-success"]
+
+
+def test_art_fgm_equals_our_fgsm(trained_cnn, data):
+    _, x, y = data
+    ours = ATTACKS.create("fgsm", eps=0.1)(trained_cnn, x, y)
+    theirs = ATTACKS.create("art:FastGradientMethod", eps=0.1)(trained_cnn, x, y)
+    assert (ours - theirs).abs().max().item() <= 1e-6

@@ -1,0 +1,112 @@
+"""leaderboard.html in a real headless Chromium: loads without console errors or network, sorts on a click, draws its plots, shows every job.
+
+Uses Debian's chromium (``make test`` installs it when it can) driven by
+Playwright; never a downloaded browser. Skips where either is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if os.path.exists(p)), None)
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (make test installs Debian's chromium)")]
+
+
+@pytest.fixture(scope="module")
+def browser_page(finished_run, tmp_path_factory):
+    """The run's leaderboard.html open in Chromium, with what the page logged and requested."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with sync_api.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile), executable_path=CHROMIUM, args=FLAGS, headless=True, viewport={"width": 1280, "height": 900}
+        )
+        page = context.new_page()
+        log = {"errors": [], "requests": []}
+        page.on("console", lambda message: log["errors"].append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: log["errors"].append(str(error)))
+        page.on("request", lambda request: log["requests"].append(request.url))
+        page.goto((finished_run / "leaderboard.html").as_uri(), wait_until="load")
+        yield page, log
+        context.close()
+
+
+def column(page, table: str, header: str) -> list[str]:
+    """The data-value of every row's cell under ``header`` in table ``table``, in display order."""
+    return page.evaluate(
+        """([table, header]) => {
+            const t = document.getElementById(table);
+            const index = Array.from(t.tHead.rows[0].cells).findIndex(th => th.textContent.trim() === header);
+            return Array.from(t.tBodies[0].rows).map(row => row.cells[index].dataset.value ?? row.cells[index].textContent.trim());
+        }""",
+        [table, header],
+    )
+
+
+def test_loads_without_console_errors_or_network(browser_page):
+    page, log = browser_page
+    assert page.title() == "Leaderboard: adversarial track"
+    assert log["errors"] == []
+    assert all(url.startswith(("file:", "data:")) for url in log["requests"]), log["requests"]
+
+
+def test_shows_every_job_of_the_store(browser_page, finished_run):
+    page, _ = browser_page
+    with sqlite3.connect(finished_run / "results.db") as db:
+        stored = {key for (key,) in db.execute("SELECT key FROM jobs")}
+    shown = page.eval_on_selector_all("td[data-key]", "cells => cells.filter(c => c.offsetParent !== null).map(c => c.dataset.key)")
+    assert sorted(shown) == sorted(stored)
+    assert page.locator("#table-digits-linf tbody tr").count() == 4 and page.locator("#table-digits-l2 tbody tr").count() == 2
+
+
+def test_clicking_a_header_sorts_its_column(browser_page, finished_run):
+    page, _ = browser_page
+    header = page.locator("#table-digits-linf th", has_text="worst case %")
+    header.click()
+    assert header.get_attribute("aria-sort") == "descending"
+    values = [float(v) for v in column(page, "table-digits-linf", "worst case %")]
+    assert values == sorted(values, reverse=True)
+    header.click()
+    assert header.get_attribute("aria-sort") == "ascending"
+    values = [float(v) for v in column(page, "table-digits-linf", "worst case %")]
+    assert values == sorted(values)
+    page.locator("#table-digits-linf th", has_text="model").click()
+    models = column(page, "table-digits-linf", "model")
+    assert models == sorted(models) and header.get_attribute("aria-sort") == "none"
+    page.locator("#table-digits-linf th", has_text="eps").click()
+    assert [float(v) for v in column(page, "table-digits-linf", "eps")] == [0.2, 0.2, 0.1, 0.1]
+    # rows move whole: the jobs in each row are still that row's model and eps
+    with sqlite3.connect(finished_run / "results.db") as db:
+        stored = {key: (model, eps) for key, model, eps in db.execute("SELECT key, model, eps FROM jobs")}
+    rows = page.eval_on_selector_all(
+        "#table-digits-linf tbody tr",
+        """rows => rows.map(r => [
+            r.cells[0].textContent, Number(r.cells[2].dataset.value), Array.from(r.querySelectorAll('td[data-key]')).map(c => c.dataset.key)
+        ])""",
+    )
+    assert all(stored[key] == (model, eps) for model, eps, keys in rows for key in keys)
+
+
+def test_plots_and_gallery_render(browser_page):
+    page, _ = browser_page
+    plots = page.eval_on_selector_all("img.plot", "images => images.map(i => [i.complete, i.naturalWidth, i.getBoundingClientRect().width])")
+    assert len(plots) == 2
+    assert all(complete and natural > 0 and shown > 100 for complete, natural, shown in plots)
+    tiles = page.eval_on_selector_all(".gallery img", "images => images.map(i => i.complete && i.naturalWidth > 0)")
+    assert len(tiles) == 6 * 4 * 3 and all(tiles)
+    assert page.locator("#provenance").inner_text().count("torch") >= 1

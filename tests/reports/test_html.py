@@ -1,0 +1,72 @@
+"""leaderboard.html without a browser: self-contained, every stored job shown, flags explained, plots and gallery embedded."""
+
+from __future__ import annotations
+
+import base64
+import re
+import sqlite3
+
+import numpy as np
+
+from bench.flags import FLAGS
+from bench.store import Example
+from reports.gallery import GalleryGroup, perturbation
+from reports.html import leaderboard_html
+from tests.reports.test_leaderboard import CELLS
+
+
+def job_keys(run_dir) -> set[str]:
+    with sqlite3.connect(run_dir / "results.db") as db:
+        return {key for (key,) in db.execute("SELECT key FROM jobs")}
+
+
+def test_bench_run_writes_a_self_contained_page_showing_every_job(finished_run):
+    page = (finished_run / "leaderboard.html").read_text()
+    assert set(re.findall(r'data-key="([0-9a-f]+)"', page)) == job_keys(finished_run)
+    # nothing to fetch: no external address in any src, href or CSS url
+    assert not re.findall(r'(?:src|href)="(?!data:|#)', page)
+    assert "url(" not in page and "@import" not in page
+    # two robustness curves (Linf, L2) as SVG, and a gallery for each model x attack (2 x 3), four examples of three pictures each
+    plots = re.findall(r'<img class="plot" src="data:image/svg\+xml;base64,([^"]+)"', page)
+    assert len(plots) == 2
+    assert all(base64.b64decode(p).lstrip().startswith(b"<?xml") for p in plots)
+    assert page.count('class="gallery-group"') == 6
+    assert page.count("data:image/png;base64,") == 6 * 4 * 3
+    # provenance at the foot
+    footer = page[page.index('<footer id="provenance">') :]
+    for expected in ("torch", "frontier-bench", "device", "seed", "finished at", "spec (canonical)"):
+        assert expected in footer
+
+
+def test_flags_are_badges_with_their_explanation_and_bad_cells_never_show_a_number():
+    cells = [dict(c, key=f"k{i}") if c["attack"] != "worst-case" else dict(c, key=None) for i, c in enumerate(CELLS)]
+    page = leaderboard_html(cells, worst_case="worst-case", explanations=FLAGS)
+    assert f'<span class="badge" title="{FLAGS["outside-threat-model"]}">outside-threat-model</span>' in page
+    assert f"<dd>{FLAGS['worst-case-incomplete']}</dd>" in page
+    invalid = re.search(r'<td class="num" data-value="" data-key="k4"[^>]*>(.*?)</td>', page).group(1)
+    assert "status-invalid" in invalid and not re.search(r"\d", re.sub(r"<[^>]+>", "", invalid))
+    assert "RuntimeError: out of memory" in page
+    assert set(re.findall(r'data-key="(k\d+)"', page)) == {c["key"] for c in cells if c["key"]}
+
+
+def test_text_is_escaped():
+    cells = [dict(CELLS[0], model="<script>alert(1)</script>", key="k")]
+    page = leaderboard_html(cells, worst_case="worst-case", explanations=FLAGS)
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
+
+
+def test_gallery_shows_predictions_and_magnifies_the_perturbation():
+    clean = np.full((1, 4, 4), 0.5, dtype=np.float32)
+    adversarial = clean.copy()
+    adversarial[0, 0, 0] += 0.1
+    image, magnification, largest = perturbation(clean, adversarial)
+    assert abs(largest - 0.1) < 1e-6 and abs(magnification - 5.0) < 1e-4
+    assert image.min() == 0.5 and abs(image.max() - 1.0) < 1e-6
+    group = GalleryGroup("m / none / fgsm", [Example(3, 7, 7, 1, clean, adversarial)])
+    page = leaderboard_html([dict(CELLS[0], key="k")], worst_case="worst-case", explanations=FLAGS, gallery=[group], classes=[str(i) for i in range(10)])
+    assert "label <b>7</b>, predicted <b>7</b>" in page and "predicted <b>1</b>" in page and "fooled" in page
+
+
+def test_an_empty_run_still_renders():
+    page = leaderboard_html([], worst_case="worst-case", explanations=FLAGS)
+    assert "No results yet." in page and "</html>" in page

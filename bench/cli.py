@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-q", "--quiet", action="store_true", help="no progress or log lines")
 
     listing = commands.add_parser("list", help="list registered components")
-    listing.add_argument("kind", nargs="?", choices=KINDS, help="which registry (default: all)")
+    listing.add_argument("kind", nargs="?", choices=(*KINDS, "flags"), help="which registry, or flags (explained) (default: all)")
     listing.add_argument("pattern", nargs="?", default="*", help="shell-style wildcard, e.g. 'pgd*' or 'timm:resnet*'")
 
     report = commands.add_parser("report", help="render a run folder's leaderboard")
@@ -270,6 +270,20 @@ def _registry(kind: str) -> Any:
     return registry
 
 
+def _list_flags(pattern: str) -> int:
+    from fnmatch import fnmatchcase
+
+    from tabulate import tabulate
+
+    from bench.flags import FLAGS
+
+    rows = [[name, explanation] for name, explanation in FLAGS.items() if fnmatchcase(name, pattern)]
+    if not rows:
+        raise UserError(f"no flag matches '{pattern}'")
+    print(tabulate(rows, tablefmt="plain"))
+    return 0
+
+
 def _describe(registry: Any, name: str) -> str:
     meta = registry.meta(name)
     if "description" in meta:
@@ -281,6 +295,8 @@ def _describe(registry: Any, name: str) -> str:
 def _list(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
+    if args.kind == "flags":
+        return _list_flags(args.pattern)
     kinds = [args.kind] if args.kind else list(KINDS)
     found_any = False
     for kind in kinds:

@@ -22,7 +22,7 @@ _CSS = """
         --bad: #a3202a; --bad-bg: #fde4e6; --ok: #1d6b36; --ok-bg: #e1f5e8; }
 * { box-sizing: border-box; }
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg); margin: 0; background: #fff; }
-header, main, footer { max-width: 1180px; margin: 0 auto; padding: 0 24px; }
+header, main, footer { max-width: 1500px; margin: 0 auto; padding: 0 24px; }
 header { padding-top: 24px; }
 h1 { font-size: 26px; margin: 0 0 4px; }
 h2 { font-size: 20px; margin: 32px 0 8px; border-bottom: 1px solid var(--line); padding-bottom: 4px; }
@@ -33,6 +33,8 @@ nav a { margin-right: 16px; color: var(--accent); text-decoration: none; }
 table { border-collapse: collapse; width: 100%; margin: 4px 0 8px; font-variant-numeric: tabular-nums; }
 th, td { padding: 5px 10px; border-bottom: 1px solid var(--line); text-align: left; white-space: nowrap; }
 td.num, th.num { text-align: right; }
+td.flags { white-space: normal; min-width: 240px; }
+.scroll { overflow-x: auto; }
 td.worst { font-weight: 600; background: #f7f9fd; }
 thead th { background: var(--head); position: sticky; top: 0; cursor: pointer; user-select: none; }
 th button { all: unset; cursor: pointer; font-weight: 600; }
@@ -150,12 +152,12 @@ def _tables(cells: Sequence[Mapping[str, Any]], *, worst_case: str, explanations
                 + f'<td class="num" data-value="{_number(row.clean_accuracy)}">{percent(row.clean_accuracy)}</td>'
                 + "".join(_cell_html(row.by_attack.get(a), explanations=explanations) for a in section.attacks)
                 + _cell_html(row.by_attack.get(worst_case), explanations=explanations, worst=True)
-                + f"<td>{flags}</td></tr>"
+                + f'<td class="flags">{flags}</td></tr>'
             )
         table_id = f"table-{slug(section.dataset)}-{slug(str(section.norm))}"
         parts.append(
             f"<h3>{html.escape(section.title)} (robust accuracy, %)</h3>"
-            f'<table class="sortable" id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+            f'<div class="scroll"><table class="sortable" id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
         )
     return "\n".join(parts)
 

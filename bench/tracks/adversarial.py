@@ -52,10 +52,11 @@ class AdversarialTrack(Track):
         defenses = DEFAULT_DEFENSES if "models" not in (user or {}) else ("none",)
         return {
             "dataset": "digits",
+            "n_examples": 200,
             "seed": 0,
             "models": [{"name": "small-cnn"}],
             "defenses": [{"name": name} for name in defenses],
-            "attacks": [{**a, "eps": [0.05, 0.1, 0.2]} for a in cascade] + [{**a, "norm": "l2", "eps": [0.5, 1.0]} for a in cascade],
+            "attacks": [{**a, "eps": [0.1, 0.2, 0.3]} for a in cascade] + [{**a, "norm": "l2", "eps": [0.5, 1.0]} for a in cascade],
         }
 
     def validate(self, spec: RunSpec, context: Context) -> None:
@@ -127,11 +128,12 @@ class AdversarialTrack(Track):
             n = len(y)
             clean_accuracy = int(clean.sum()) / n if n else 0.0
             if job.payload.get("kind") == SANITY:
+                start = time.perf_counter()
                 flags, metrics = sanity.model_checks(model, x, y, norm=job.columns["norm"])
                 chosen = context.defense(job.payload["defense"])
                 if chosen.wraps:  # what the defense declares about the model the attacks face
                     metrics.update(declared_randomized=chosen.randomized, declared_differentiable=chosen.differentiable)
-                return JobResult(n=n, clean_accuracy=clean_accuracy, flags=flags, metrics=metrics)
+                return JobResult(n=n, clean_accuracy=clean_accuracy, flags=flags, metrics=metrics, seconds=time.perf_counter() - start)
             if job.payload.get("kind") == CERTIFIED:
                 start = time.perf_counter()
                 radius = context.defense(job.payload["defense"]).certify(model, x, y)

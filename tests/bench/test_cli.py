@@ -133,6 +133,15 @@ def test_list_with_wildcards(capsys):
     one_line_error(capsys)
 
 
+def test_list_flags_explains_each_flag(capsys):
+    assert main(["list", "flags", "*masking*"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["gradient-masking"]
+    assert "adaptive attack" in lines[0]
+    assert main(["list", "flags", "zzz*"]) == 2
+    one_line_error(capsys)
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

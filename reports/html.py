@@ -196,8 +196,7 @@ def _flags_and_failures(cells: Sequence[Mapping[str, Any]], *, explanations: Map
     failed = failed_cells(cells)
     if failed:
         items = "".join(
-            f"<li>{html.escape(c['model'])} / {html.escape(c['defense'])} / {html.escape(c['attack'])}{at_eps(c)}: "
-            f"<code>{html.escape(c['error'])}</code></li>"
+            f"<li>{html.escape(c['model'])} / {html.escape(c['defense'])} / {html.escape(c['attack'])}{at_eps(c)}: <code>{html.escape(c['error'])}</code></li>"
             for c in failed
         )
         parts.append(f"<h3>Failed jobs</h3><ul>{items}</ul>")
@@ -290,7 +289,8 @@ def leaderboard_html(
 <header>
 <h1>{html.escape(title)}</h1>
 <p class="muted">{html.escape(summary)}</p>
-<nav><a href="#leaderboard">Leaderboard</a><a href="#curves">{html.escape(plots_title)}</a><a href="#gallery">Gallery</a><a href="#provenance">Provenance</a></nav>
+<nav><a href="#leaderboard">Leaderboard</a><a href="#curves">{html.escape(plots_title)}</a>\
+<a href="#gallery">Gallery</a><a href="#provenance">Provenance</a></nav>
 </header>
 <main>
 <section id="leaderboard">

@@ -83,8 +83,8 @@ def _cell(members: Sequence[Any]) -> dict[str, Any]:
     metrics: dict[str, Any] = {k: v[0] for k, v in pairs.items()}
     metrics["std"] = {k: v[1] for k, v in pairs.items()}
     metrics["shift"] = {
-        name: [_level(level, [r.metrics["shift"][name][i] for r in ok]) for i, level in enumerate(l["level"] for l in ok[0].metrics["shift"][name])]
-        for name in ok[0].metrics.get("shift", {})
+        name: [_level(entry["level"], [r.metrics["shift"][name][i] for r in ok]) for i, entry in enumerate(entries)]
+        for name, entries in ok[0].metrics.get("shift", {}).items()
     }
     metrics["entropy"] = {k: statistics.fmean(r.metrics["in_distribution"][k] for r in ok) for k in ("total", "aleatoric", "epistemic")}
     bins = [r.metrics["in_distribution"]["reliability"] for r in ok]
@@ -145,7 +145,8 @@ def _summary_table(dataset: str, cells: Sequence[Mapping[str, Any]]) -> Table:
         "Adversarial inputs come from each attack aimed at the estimator's own predictive distribution "
         "(mc-dropout: its deterministic network); detection AUROC compares them with the clean inputs."
     )
-    return Table(f"{dataset}: in distribution, OOD and adversarial detection", ("model", "estimator", *(t for _, t in columns)), tuple(rows), tuple(values), note)
+    headers = ("model", "estimator", *(t for _, t in columns))
+    return Table(f"{dataset}: in distribution, OOD and adversarial detection", headers, tuple(rows), tuple(values), note)
 
 
 def _shift_tables(dataset: str, cells: Sequence[Mapping[str, Any]]) -> list[Table]:

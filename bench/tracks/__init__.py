@@ -92,4 +92,6 @@ class Track:
 
 TRACKS: Registry = Registry("track", entry_points="frontier_bench.tracks")
 TRACKS.register("adversarial", "bench.tracks.adversarial:AdversarialTrack", description="robust accuracy of models x defenses under attacks x eps")
-TRACKS.register("uncertainty", "bench.tracks.uncertainty:UncertaintyTrack", description="calibration, dataset shift, OOD and adversarial detection of uncertainty estimators")
+TRACKS.register(
+    "uncertainty", "bench.tracks.uncertainty:UncertaintyTrack", description="calibration, shift, OOD and adversarial detection of uncertainty estimators"
+)

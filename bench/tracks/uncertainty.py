@@ -68,7 +68,7 @@ class UncertaintyTrack(Track):
 
     def validate(self, spec: RunSpec, context: Context) -> None:
         if not spec.estimators:
-            raise UserError("spec.estimators: the uncertainty track needs at least one estimator (e.g. [[estimators]] name = \"none\")")
+            raise UserError('spec.estimators: the uncertainty track needs at least one estimator (e.g. [[estimators]] name = "none")')
         for i, defense in enumerate(spec.defenses):
             if defense.name != "none":
                 raise UserError(f"spec.defenses[{i}]: the uncertainty track measures undefended models; '{defense.label}' belongs to --track adversarial")

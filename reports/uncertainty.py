@@ -110,7 +110,7 @@ def _show(metric: str, mean: float | None, std: float | None = None) -> str:
         return "n/a"
     scale, digits = (100, 1) if metric in PERCENT or metric.startswith("adv_accuracy") else (1, 3)
     text = f"{scale * mean:.{digits}f}"
-    return text + (f" ± {scale * std:.{digits}f}" if std else "")
+    return text + (f" ± {scale * std:.{digits}f}" if std is not None else "")
 
 
 def _labels(cells: Sequence[Mapping[str, Any]], prefix: str) -> list[str]:

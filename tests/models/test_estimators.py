@@ -137,3 +137,12 @@ def test_ensemble_epistemic_is_higher_out_of_distribution(split, digits):
     for name, value in outside.items():
         assert value > 1.2 * inside, f"{name}: epistemic {value:.4f} vs {inside:.4f} in distribution"
     assert ESTIMATORS.create("none").predict(members[:1], digits.x_test).epistemic.abs().max() == 0
+
+
+def test_mc_dropout_batches_the_passes():
+    """T passes over N inputs are ceil(N T / chunk) forward calls of repeated batches, not N T calls."""
+    model = _WithBatchNorm().eval()
+    calls: list[int] = []
+    model.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    ESTIMATORS.create("mc-dropout", samples=10, chunk=100).predict([model], torch.rand(25, 1, 8, 8))
+    assert calls == [100, 100, 50]  # 10 inputs x 10 passes per call

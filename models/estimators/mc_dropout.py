@@ -1,8 +1,9 @@
 """``mc-dropout`` (Gal & Ghahramani 2016): T stochastic passes, dropout on and everything else in eval mode.
 
-The T passes of a batch run as one forward pass of the batch repeated T
-times (in chunks of at most ``chunk`` rows), never a Python loop over
-examples or passes; only dropout modules are switched to training mode,
+The T passes of a batch run as forward passes of the batch repeated T
+times, in chunks of at most ``chunk`` input values (about 512 rows of 8x8
+digits, 40 of 28x28 MNIST: measured fastest on a CPU), never a Python loop over
+examples; only dropout modules are switched to training mode,
 so batch norm keeps its running statistics, and every module's mode is
 restored on exit, even after an error.
 """
@@ -42,7 +43,7 @@ def dropout_only(model: nn.Module) -> Iterator[nn.Module]:
 @dataclass(frozen=True)
 class MCDropout(Estimator):
     samples: int = 20
-    chunk: int = 8192  # most rows (inputs x passes) in one forward pass
+    chunk: int = 32768  # most input values (inputs x passes x pixels) in one forward pass: its activations stay in the CPU's cache
 
     has_epistemic: ClassVar[bool] = True
 
@@ -62,7 +63,7 @@ class MCDropout(Estimator):
     def stacked(self, members: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
         model = members[0]
         passes = self.samples
-        per_chunk = max(1, self.chunk // passes)  # inputs per forward pass
+        per_chunk = max(1, self.chunk // (passes * max(1, x[0].numel())))  # inputs per forward pass
         out = []
         with dropout_only(model):
             for batch in x.split(per_chunk):

@@ -67,7 +67,7 @@ def test_mc_dropout_samples_with_dropout_only_and_restores_modes():
     model.net[1].eval()  # a mixed state, restored module by module; batch norm (net[2]) is in training mode
     before = model.net[2].running_mean.clone()
     modes = [m.training for m in model.modules()]
-    estimator = ESTIMATORS.create("mc-dropout", samples=7, chunk=50)  # chunks of 7 inputs x 7 passes
+    estimator = ESTIMATORS.create("mc-dropout", samples=7, chunk=50 * 64)  # chunks of 7 inputs x 7 passes
     x = torch.rand(20, 1, 8, 8)
     stacked = estimator.stacked([model], x)
     assert stacked.shape == (7, 20, 10)
@@ -144,5 +144,5 @@ def test_mc_dropout_batches_the_passes():
     model = _WithBatchNorm().eval()
     calls: list[int] = []
     model.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
-    ESTIMATORS.create("mc-dropout", samples=10, chunk=100).predict([model], torch.rand(25, 1, 8, 8))
+    ESTIMATORS.create("mc-dropout", samples=10, chunk=100 * 64).predict([model], torch.rand(25, 1, 8, 8))  # 100 rows of 64 pixels
     assert calls == [100, 100, 50]  # 10 inputs x 10 passes per call

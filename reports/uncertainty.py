@@ -193,10 +193,11 @@ def orderings(cells: Sequence[Mapping[str, Any]]) -> list[str]:
                 entries = cell["metrics"]["shift"][shift]
                 half = len(entries) // 2
                 low, high = statistics.fmean(e["ece"] for e in entries[:half] or entries), statistics.fmean(e["ece"] for e in entries[half:])
-                verdict = "erodes as shift grows" if high > low > 0 or high > cell["metrics"]["ece"] else "does not erode"
+                clean = cell["metrics"]["ece"]
+                verdict = "erodes as shift grows" if min(low, high) > clean else "does not erode"
                 lines.append(
-                    f"- {shift}, temperature scaling's ECE: clean {_show('ece', cell['metrics']['ece'])}, "
-                    f"milder half {_show('ece', low)}, stronger half {_show('ece', high)}: calibration {verdict}"
+                    f"- {shift}, temperature scaling's ECE: clean {_show('ece', clean)}, "
+                    f"milder half of the levels {_show('ece', low)}, stronger half {_show('ece', high)}: its calibration {verdict}"
                 )
     return lines
 

@@ -27,7 +27,14 @@ def reliability_diagrams(cells: Sequence[Mapping[str, Any]]) -> list[Plot]:
             axes = figure.add_subplot()
             lefts = [min(i * width, 1 - width) for i in filled]
             axes.bar(lefts, [correct[i] / count[i] for i in filled], width=width, align="edge", edgecolor="#1d2330", color="#7aa2e3", label="accuracy")
-            axes.plot([confidence[i] / count[i] for i in filled], [correct[i] / count[i] for i in filled], "o", color="#a3202a", markersize=3, label="bin")
+            axes.plot(
+                [confidence[i] / count[i] for i in filled],
+                [correct[i] / count[i] for i in filled],
+                "o",
+                color="#a3202a",
+                markersize=3,
+                label="bin at its mean confidence",
+            )
             axes.plot([0, 1], [0, 1], "--", color="#5b6475", linewidth=1, label="perfect calibration")
             axes.set_xlim(0, 1)
             axes.set_ylim(0, 1)

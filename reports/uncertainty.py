@@ -135,11 +135,13 @@ def _summary_table(dataset: str, cells: Sequence[Mapping[str, Any]]) -> Table:
             rows.append((cell["model"], cell["estimator"], *([cell["status"]] * len(columns))))
             values.append((None, None, *([None] * len(columns))))
             continue
-        rows.append((cell["model"], cell["estimator"], *(_show(k, metrics.get(k), std.get(k)) for k, _ in columns)))
+        spread = len(cell.get("seeds") or ()) > 1  # one seed has no spread to show
+        rows.append((cell["model"], cell["estimator"], *(_show(k, metrics.get(k), std.get(k) if spread else None) for k, _ in columns)))
         values.append((None, None, *(metrics.get(k) for k, _ in columns)))
     seeds = sorted({len(c.get("seeds") or ()) for c in cells})
+    sizes = ", ".join(str(n) for n in sorted({c["n"] for c in cells if c["n"]}))
     note = (
-        f"Mean ± std over {', '.join(map(str, seeds))} seeds; n = {', '.join(str(n) for n in sorted({c['n'] for c in cells if c['n']}))} test points. "
+        f"Mean ± std over {', '.join(map(str, seeds))} seed{'s' if seeds != [1] else ''}; n = {sizes} test points. "
         "OOD and adversarial-detection AUROC score inputs by total predictive entropy (every estimator); "
         "the epistemic column scores by mutual information, which `none` and `temperature` do not have (n/a: a single deterministic prediction). "
         "Adversarial inputs come from each attack aimed at the estimator's own predictive distribution "

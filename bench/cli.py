@@ -18,7 +18,7 @@ from bench.errors import UserError
 
 log = logging.getLogger("bench")
 
-KINDS = ("attacks", "models", "defenses", "datasets", "tracks")
+KINDS = ("attacks", "models", "defenses", "estimators", "shifts", "ood", "datasets", "tracks")
 FORMATS = ("md", "json", "csv", "latex", "html")
 
 
@@ -263,6 +263,12 @@ def _registry(kind: str) -> Any:
         from models import MODELS as registry
     elif kind == "defenses":
         from defenses import DEFENSES as registry
+    elif kind == "estimators":
+        from models import ESTIMATORS as registry
+    elif kind == "shifts":
+        from bench.shifts import SHIFTS as registry
+    elif kind == "ood":
+        from bench.ood import OOD_SETS as registry
     elif kind == "datasets":
         from bench.data import DATASETS as registry
     else:

@@ -27,7 +27,7 @@ BASELINE_FORMAT = "frontier-bench-baseline"
 BASELINE_VERSION = 1
 DEFAULT_TOLERANCE = 0.02
 GATED_METRICS = ("clean_accuracy", "robust_accuracy")  # plus any numeric entry of a cell's "metrics"
-LOWER_IS_BETTER = ("ece", "nll", "brier", "error", "loss")  # metric names ending so regress when they rise
+LOWER_IS_BETTER = ("ece", "nll", "brier", "aurc", "error", "loss")  # metric names ending so regress when they rise
 _EPSILON = 1e-9  # a drop of exactly the tolerance holds, whatever the float rounding
 
 

@@ -108,8 +108,15 @@ def html_page(run: RunData) -> str:
         gallery=gallery_groups(run),
         classes=run.meta.get("classes") or (),
         provenance=provenance(run),
-        checks=[record_dict(r) for r in run.records if r.key not in {c.get("key") for c in run.cells}],
+        checks=[record_dict(r) for r in run.records if r.key not in cell_keys(run.cells)],
+        tables=run.track.tables(run.cells),
+        plots_title=run.track.plots_title,
     )
+
+
+def cell_keys(cells: list[dict[str, Any]]) -> set[str]:
+    """The job keys the cells are rendered from (a cell of several jobs lists them in ``keys``)."""
+    return {k for c in cells for k in ([c["key"]] if c.get("key") else c.get("keys") or ())}
 
 
 def latex(run: RunData, *, figures_dir: Path) -> str:
@@ -125,7 +132,7 @@ def latex(run: RunData, *, figures_dir: Path) -> str:
         except ValueError:
             shown = path.as_posix()
         figures.append((plot.title, shown))
-    return leaderboard_latex(run.cells, worst_case=WORST_CASE, explanations=FLAGS, figures=figures)
+    return leaderboard_latex(run.cells, worst_case=WORST_CASE, explanations=FLAGS, figures=figures, tables=run.track.tables(run.cells))
 
 
 def render(run: RunData, fmt: str) -> str:
@@ -148,10 +155,15 @@ def render(run: RunData, fmt: str) -> str:
 
 
 def write_reports(run_dir: Path) -> str:
-    """Write leaderboard.md, leaderboard.json and leaderboard.html into the run folder; return the markdown."""
+    """Write leaderboard.md, leaderboard.json, leaderboard.html (and the track's PNG images) into the run folder; return the markdown."""
     run = load_run(run_dir)
     text = render(run, "md")
     (run.run_dir / "leaderboard.md").write_text(text)
     (run.run_dir / "leaderboard.json").write_text(render(run, "json"))
     (run.run_dir / "leaderboard.html").write_text(render(run, "html"))
+    if run.cells:
+        from reports.plots import save_png
+
+        for plot in run.track.images(run.cells):
+            save_png(plot, run.run_dir)
     return text

@@ -17,7 +17,11 @@ from typing import Any
 
 from bench.errors import ParamError, UserError, did_you_mean
 
-TOP_LEVEL = ("track", "dataset", "n_examples", "seed", "device", "batch_size", "cascade", "checks", "adaptive", "models", "defenses", "attacks", "training")
+TOP_LEVEL = (
+    "track", "dataset", "n_examples", "seed", "seeds", "device", "batch_size", "cascade", "checks", "adaptive",
+    "models", "defenses", "attacks", "estimators", "shifts", "ood", "training",
+)  # fmt: skip
+UNSET = {"estimators": (), "shifts": (), "ood": (), "seeds": 1}  # sections some tracks use; left out of the canonical text while unset
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -41,6 +45,27 @@ class DefenseSpec:
     @property
     def label(self) -> str:
         return self.name + _param_suffix(self.params)
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """A named component with keyword parameters (an uncertainty estimator, an OOD set)."""
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.name + _param_suffix(self.params)
+
+
+@dataclass(frozen=True)
+class ShiftSpec:
+    """A dataset shift at each of its ``levels`` (degrees, fractions of the width, ...)."""
+
+    name: str
+    levels: tuple[float, ...]
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -76,6 +101,10 @@ class RunSpec:
     defenses: tuple[DefenseSpec, ...]
     attacks: tuple[AttackSpec, ...]
     training: TrainingSpec
+    estimators: tuple[ComponentSpec, ...] = ()  # uncertainty estimators
+    shifts: tuple[ShiftSpec, ...] = ()  # dataset shifts, each at several levels
+    ood: tuple[ComponentSpec, ...] = ()  # out-of-distribution sets
+    seeds: int = 1  # replicates: seeds seed, seed + 1, ..., the spread shown in the leaderboard
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,6 +113,9 @@ class RunSpec:
         """A stable JSON text of everything that shapes results (device excluded: it only moves them)."""
         data = self.to_dict()
         data.pop("device")
+        for name, unset in UNSET.items():  # specs that do not use a section keep the text (and hash) they had before it existed
+            if data[name] in (unset, list(unset) if isinstance(unset, tuple) else unset):
+                data.pop(name)
         return json.dumps(data, sort_keys=True, default=str)
 
 
@@ -155,9 +187,11 @@ def build(raw: Mapping[str, Any], *, base_dir: Path | None = None) -> RunSpec:
     """Validate a merged raw spec and freeze it; ``base_dir`` anchors relative paths (the spec's folder)."""
     from attacks import ATTACKS
     from bench.data import DATASETS
+    from bench.ood import OOD_SETS
+    from bench.shifts import SHIFTS
     from bench.tracks import TRACKS
     from defenses import DEFENSES
-    from models import MODELS
+    from models import ESTIMATORS, MODELS
 
     base_dir = base_dir or Path.cwd()
     for key in raw:
@@ -167,6 +201,10 @@ def build(raw: Mapping[str, Any], *, base_dir: Path | None = None) -> RunSpec:
     track = _expect(raw.get("track", "adversarial"), str, "spec.track", "a track name")
     if track not in TRACKS:
         raise _fail("spec.track", str(TRACKS.unknown_error(track)))
+    uses = getattr(TRACKS.get(track), "sections", ())
+    for key in UNSET:
+        if key in raw and key not in uses:
+            raise _fail(f"spec.{key}", f"the {track} track does not use it (tracks that do: {', '.join(_tracks_using(key, TRACKS)) or 'none'})")
 
     dataset_raw = raw.get("dataset", "digits")
     dataset_params: dict[str, Any] = {}
@@ -185,6 +223,7 @@ def build(raw: Mapping[str, Any], *, base_dir: Path | None = None) -> RunSpec:
     if n_examples is not None:
         n_examples = _int(n_examples, "spec.n_examples", 1)
     seed = _int(raw.get("seed", 0), "spec.seed", 0)
+    seeds = _int(raw.get("seeds", 1), "spec.seeds", 1)
     device = _expect(raw.get("device", "auto"), str, "spec.device", "a device name")
     if device.split(":")[0] not in DEVICES:
         raise _fail("spec.device", f"must be one of {', '.join(DEVICES)} (or cuda:N), got '{device}'")
@@ -199,9 +238,64 @@ def build(raw: Mapping[str, Any], *, base_dir: Path | None = None) -> RunSpec:
     )
     attacks = _attacks(_table_list(raw.get("attacks"), "spec.attacks"), ATTACKS)
     training = _training(raw.get("training", {}))
+    estimators = _components(raw.get("estimators"), "spec.estimators", "an estimator name", ESTIMATORS)
+    ood = _components(raw.get("ood"), "spec.ood", "an OOD set name", OOD_SETS)
+    shifts = _shifts(raw.get("shifts"), SHIFTS)
     _unique("spec.models", [m.label for m in models])
     _unique("spec.defenses", [d.label for d in defenses])
-    return RunSpec(track, dataset, dataset_params, n_examples, seed, device, batch_size, cascade, checks, adaptive, models, defenses, attacks, training)
+    _unique("spec.estimators", [e.label for e in estimators])
+    _unique("spec.ood", [o.label for o in ood])
+    _unique("spec.shifts", [s.name + _param_suffix(s.params) for s in shifts])
+    return RunSpec(
+        track, dataset, dataset_params, n_examples, seed, device, batch_size, cascade, checks, adaptive, models, defenses, attacks, training,
+        estimators=estimators, shifts=shifts, ood=ood, seeds=seeds,
+    )  # fmt: skip
+
+
+def _tracks_using(section: str, tracks: Any) -> list[str]:
+    return [name for name in tracks.names() if section in getattr(tracks.get(name), "sections", ())]
+
+
+def _components(raw: Any, path: str, what: str, registry: Any) -> tuple[ComponentSpec, ...]:
+    """An optional list of named components, each built once to check its name and parameters."""
+    if raw is None:
+        return ()
+    specs = []
+    for i, item in enumerate(_table_list(raw, path)):
+        name = _expect(item["name"], str, f"{path}[{i}].name", what)
+        params = {k: v for k, v in item.items() if k != "name"}
+        try:
+            registry.create(name, **params)  # cheap: a value until the track uses it
+        except UserError as error:
+            raise _component_error(f"{path}[{i}]", error) from None
+        specs.append(ComponentSpec(name, params))
+    return tuple(specs)
+
+
+def _shifts(raw: Any, registry: Any) -> tuple[ShiftSpec, ...]:
+    if raw is None:
+        return ()
+    specs = []
+    for i, item in enumerate(_table_list(raw, "spec.shifts")):
+        path = f"spec.shifts[{i}]"
+        name = _expect(item["name"], str, f"{path}.name", "a shift name")
+        if "levels" not in item:
+            raise _fail(path, "needs 'levels' (a number or a list of numbers)")
+        levels = item["levels"] if isinstance(item["levels"], list) else [item["levels"]]
+        if not levels:
+            raise _fail(f"{path}.levels", "must not be an empty list")
+        params = {k: v for k, v in item.items() if k not in ("name", "levels")}
+        for level in levels:
+            try:
+                registry.create(name, level=level, **params)
+            except ParamError as error:
+                raise _fail(f"{path}.{'levels' if error.field == 'level' else error.field}", error.message) from None
+            except UserError as error:
+                raise _component_error(path, error) from None
+        if len(set(levels)) != len(levels):
+            raise _fail(f"{path}.levels", f"lists a level twice: {levels}")
+        specs.append(ShiftSpec(name, tuple(float(level) for level in levels), params))
+    return tuple(specs)
 
 
 def _unique(path: str, labels: Sequence[str]) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reports.gallery import GalleryGroup, gallery_html
-from reports.leaderboard import NORM_TITLES, failed_cells, footnote, percent, sections, used_flags
+from reports.leaderboard import NORM_TITLES, Table, at_eps, failed_cells, footnote, percent, sections, used_flags
 from reports.plots import Plot, slug, to_svg
 
 _CSS = """
@@ -162,6 +162,33 @@ def _tables(cells: Sequence[Mapping[str, Any]], *, worst_case: str, explanations
     return "\n".join(parts)
 
 
+def _own_tables(tables: Sequence[Table]) -> str:
+    """A track's own tables, sortable like the robustness ones (numbers sort by value)."""
+    parts = []
+    for table in tables:
+        numeric = [any(v[i] is not None for v in table.values) for i in range(len(table.headers))]
+        head = "".join(
+            f'<th scope="col" data-type="{"number" if n else "text"}" class="{"num" if n else "text"}" aria-sort="none">'
+            f'<button type="button">{html.escape(h)}</button></th>'
+            for h, n in zip(table.headers, numeric, strict=True)
+        )
+        body = "".join(
+            "<tr>"
+            + "".join(
+                f'<td class="num" data-value="{_number(v)}">{html.escape(t)}</td>' if n else f"<td>{html.escape(t)}</td>"
+                for t, v, n in zip(row, values, numeric, strict=True)
+            )
+            + "</tr>"
+            for row, values in zip(table.rows, table.values, strict=True)
+        )
+        note = f'<p class="note">{html.escape(table.note)}</p>' if table.note else ""
+        parts.append(
+            f"<h3>{html.escape(table.title)}</h3>"
+            f'<table class="sortable" id="table-{slug(table.title)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}'
+        )
+    return "\n".join(parts)
+
+
 def _flags_and_failures(cells: Sequence[Mapping[str, Any]], *, explanations: Mapping[str, str]) -> str:
     parts = []
     used = used_flags(cells)
@@ -171,8 +198,7 @@ def _flags_and_failures(cells: Sequence[Mapping[str, Any]], *, explanations: Map
     failed = failed_cells(cells)
     if failed:
         items = "".join(
-            f"<li>{html.escape(c['model'])} / {html.escape(c['defense'])} / {html.escape(c['attack'])} at eps {c['eps']:g}: "
-            f"<code>{html.escape(c['error'])}</code></li>"
+            f"<li>{html.escape(c['model'])} / {html.escape(c['defense'])} / {html.escape(c['attack'])}{at_eps(c)}: <code>{html.escape(c['error'])}</code></li>"
             for c in failed
         )
         parts.append(f"<h3>Failed jobs</h3><ul>{items}</ul>")
@@ -232,14 +258,20 @@ def leaderboard_html(
     classes: Sequence[str] = (),
     provenance: Mapping[str, Any] | None = None,
     checks: Sequence[Mapping[str, Any]] = (),
+    tables: Sequence[Table] | None = None,
+    plots_title: str = "Robustness curves",
 ) -> str:
     """The whole page as one string; ``checks`` are stored jobs that are not leaderboard cells (sanity checks, certification)."""
     provenance = provenance or {}
     track = cells[0]["track"] if cells else provenance.get("track", "")
     title = f"Leaderboard: {track} track" if track else "Leaderboard"
-    jobs = sum(1 for c in cells if c.get("key"))
+    jobs = len({k for c in cells for k in ([c["key"]] if c.get("key") else c.get("keys") or ())})
     summary = f"{jobs} jobs" + (f", finished {provenance['finished_at']}" if provenance.get("finished_at") else "")
-    if cells:
+    if cells and tables is not None:
+        leaderboard = _own_tables(tables) + '\n<p class="note">Click a column header to sort.</p>\n'
+        leaderboard += _flags_and_failures(cells, explanations=explanations)
+        leaderboard += _checks(checks, explanations=explanations)
+    elif cells:
         leaderboard = _tables(cells, worst_case=worst_case, explanations=explanations)
         leaderboard += f'\n<p class="note">{html.escape(footnote(cells))} Click a column header to sort.</p>\n'
         leaderboard += _flags_and_failures(cells, explanations=explanations)
@@ -259,7 +291,8 @@ def leaderboard_html(
 <header>
 <h1>{html.escape(title)}</h1>
 <p class="muted">{html.escape(summary)}</p>
-<nav><a href="#leaderboard">Leaderboard</a><a href="#curves">Robustness curves</a><a href="#gallery">Gallery</a><a href="#provenance">Provenance</a></nav>
+<nav><a href="#leaderboard">Leaderboard</a><a href="#curves">{html.escape(plots_title)}</a>\
+<a href="#gallery">Gallery</a><a href="#provenance">Provenance</a></nav>
 </header>
 <main>
 <section id="leaderboard">
@@ -267,7 +300,7 @@ def leaderboard_html(
 {leaderboard}
 </section>
 <section id="curves">
-<h2>Robustness curves</h2>
+<h2>{html.escape(plots_title)}</h2>
 {_curves(plots)}
 </section>
 <section id="gallery">

@@ -11,7 +11,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from reports.leaderboard import failed_cells, footnote, sections, table_rows, used_flags
+from reports.leaderboard import Table, at_eps, failed_cells, footnote, sections, table_rows, used_flags
 
 _SPECIAL = {
     "\\": r"\textbackslash{}",
@@ -38,8 +38,9 @@ def leaderboard_latex(
     worst_case: str,
     explanations: Mapping[str, str],
     figures: Sequence[tuple[str, str]] = (),
+    tables: Sequence[Table] | None = None,
 ) -> str:
-    """A table per dataset and norm, then a figure per ``(caption, pdf path)``, then the flags and failed jobs."""
+    """A table per dataset and norm (or the track's own ``tables``), then a figure per ``(caption, pdf path)``, then the flags and failed jobs."""
     if not cells:
         return "% frontier-bench leaderboard: no results yet\n"
     track = cells[0]["track"]
@@ -48,7 +49,18 @@ def leaderboard_latex(
         "% needs \\usepackage{booktabs} and \\usepackage{graphicx}",
         "",
     ]
-    for section in sections(cells, worst_case=worst_case):
+    for own in tables or ():
+        lines += [
+            "\\begin{table}[ht]",
+            "\\centering",
+            "\\small",
+            f"\\caption{{{escape(own.title)}. {escape(own.note)}}}",
+            f"\\label{{tab:{_label(own.title)}}}",
+            tabulate([list(r) for r in own.rows], headers=list(own.headers), tablefmt="latex_booktabs", disable_numparse=True),
+            "\\end{table}",
+            "",
+        ]
+    for section in sections(cells, worst_case=worst_case) if tables is None else ():
         headers, table = table_rows(section, worst_case=worst_case)
         lines += [
             "\\begin{table}[ht]",
@@ -65,7 +77,7 @@ def leaderboard_latex(
             "\\begin{figure}[ht]",
             "\\centering",
             f"\\includegraphics[width=0.8\\linewidth]{{{path}}}",
-            f"\\caption{{{escape(caption)}. Worst case over attacks; eps = 0 is the clean accuracy.}}",
+            f"\\caption{{{escape(caption)}.{' Worst case over attacks; eps = 0 is the clean accuracy.' if tables is None else ''}}}",
             "\\end{figure}",
             "",
         ]
@@ -77,7 +89,7 @@ def leaderboard_latex(
     failed = failed_cells(cells)
     if failed:
         lines += ["\\paragraph{Failed jobs.}", "\\begin{itemize}"]
-        lines += [f"  \\item {escape(c['model'])} / {escape(c['defense'])} / {escape(c['attack'])} at eps {c['eps']:g}: {escape(c['error'])}" for c in failed]
+        lines += [f"  \\item {escape(c['model'])} / {escape(c['defense'])} / {escape(c['attack'])}{at_eps(c)}: {escape(c['error'])}" for c in failed]
         lines += ["\\end{itemize}", ""]
     return "\n".join(lines)
 

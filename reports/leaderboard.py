@@ -79,6 +79,21 @@ class Section:
         return f"{self.dataset}, {NORM_TITLES.get(self.norm, self.norm)}"
 
 
+@dataclass(frozen=True)
+class Table:
+    """A track's own leaderboard table: display text per cell, and per cell the number to sort by (None for text)."""
+
+    title: str
+    headers: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    values: tuple[tuple[float | None, ...], ...]
+    note: str = ""
+
+    def markdown(self) -> str:
+        table = tabulate([list(r) for r in self.rows], headers=list(self.headers), tablefmt="github", disable_numparse=True)
+        return f"## {self.title}\n\n{table}\n" + (f"\n{self.note}\n" if self.note else "")
+
+
 def row_key(cell: Mapping[str, Any]) -> tuple:
     return tuple(cell.get(k) for k in ROW_FIELDS)
 
@@ -112,6 +127,11 @@ def sections(cells: Sequence[Mapping[str, Any]], *, worst_case: str) -> list[Sec
 
 def used_flags(cells: Sequence[Mapping[str, Any]]) -> list[str]:
     return sorted({f for c in cells for f in c["flags"]})
+
+
+def at_eps(cell: Mapping[str, Any]) -> str:
+    """' at eps 0.1', or '' for a cell without an eps."""
+    return f" at eps {cell['eps']:g}" if cell.get("eps") is not None else ""
 
 
 def failed_cells(cells: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -170,22 +190,33 @@ def robustness_markdown(cells: Sequence[Mapping[str, Any]], *, worst_case: str, 
     failed = failed_cells(cells)
     if failed:
         lines += ["## Failed jobs", ""]
-        lines += [f"- {c['model']} / {c['defense']} / {c['attack']} at eps {c['eps']:g}: {c['error']}" for c in failed]
+        lines += [f"- {c['model']} / {c['defense']} / {c['attack']}{at_eps(c)}: {c['error']}" for c in failed]
         lines.append("")
     lines.append(footnote(cells))
     return "\n".join(lines) + "\n"
 
 
+_INTERNAL = ("key", "keys", "params")  # cell fields that are bookkeeping, not results
+
+
+def fields(cells: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """JSON_FIELDS, then any field a track's cells add (the uncertainty track's ``estimator``, ``seeds``), in first-seen order."""
+    extra = dict.fromkeys(k for cell in cells for k in cell if k not in JSON_FIELDS and k not in _INTERNAL)
+    return (*JSON_FIELDS, *extra)
+
+
 def to_json(cells: Sequence[Mapping[str, Any]]) -> str:
-    return json.dumps([{k: cell.get(k) for k in JSON_FIELDS} for cell in cells], indent=2)
+    names = fields(cells)
+    return json.dumps([{k: cell.get(k) for k in names} for cell in cells], indent=2)
 
 
 def to_csv(cells: Sequence[Mapping[str, Any]]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=JSON_FIELDS, lineterminator="\n")
+    names = fields(cells)
+    writer = csv.DictWriter(buffer, fieldnames=names, lineterminator="\n")
     writer.writeheader()
     for cell in cells:
-        row = {k: cell.get(k) for k in JSON_FIELDS}
+        row = {k: cell.get(k) if not isinstance(cell.get(k), list | dict) or k in ("flags", "metrics") else json.dumps(cell.get(k)) for k in names}
         row["flags"] = ";".join(cell["flags"])
         row["metrics"] = json.dumps(cell.get("metrics") or {}, sort_keys=True)
         writer.writerow(row)

@@ -92,3 +92,14 @@ def save_pdf(plot: Plot, folder: Path) -> Path:
     with matplotlib.rc_context({**_STYLE, "pdf.fonttype": 42}):
         plot.figure.savefig(path, format="pdf", metadata={"CreationDate": None})
     return path
+
+
+def save_png(plot: Plot, folder: Path) -> Path:
+    """Write ``<folder>/<name>.png`` (no metadata dates) and return its path."""
+    import matplotlib
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{plot.name}.png"
+    with matplotlib.rc_context(_STYLE):
+        plot.figure.savefig(path, format="png", dpi=110, metadata={"Software": None})
+    return path

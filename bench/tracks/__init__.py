@@ -50,6 +50,8 @@ class Track:
     """Base class of tracks; subclasses fill in the four methods."""
 
     name = ""
+    plots_title = "Plots"  # the heading of its figures in leaderboard.html
+    sections: tuple[str, ...] = ()  # the optional spec sections it reads (estimators, shifts, ood, seeds); others are an error
 
     def default_spec(self, user: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The raw spec that runs offline on the embedded data; ``user``'s sections replace its sections.
@@ -79,6 +81,17 @@ class Track:
         """The track's own plots (``reports.plots.Plot``), rendered from cells into the HTML page and as PDF; none by default."""
         return []
 
+    def images(self, cells: Sequence[Mapping[str, Any]]) -> list[Any]:
+        """Plots saved as ``<name>.png`` in the run folder whenever its reports are written; none by default."""
+        return []
+
+    def tables(self, cells: Sequence[Mapping[str, Any]]) -> list[Any] | None:
+        """The leaderboard as ``reports.leaderboard.Table`` values for the HTML and LaTeX pages; None: the robustness tables."""
+        return None
+
 
 TRACKS: Registry = Registry("track", entry_points="frontier_bench.tracks")
 TRACKS.register("adversarial", "bench.tracks.adversarial:AdversarialTrack", description="robust accuracy of models x defenses under attacks x eps")
+TRACKS.register(
+    "uncertainty", "bench.tracks.uncertainty:UncertaintyTrack", description="calibration, shift, OOD and adversarial detection of uncertainty estimators"
+)

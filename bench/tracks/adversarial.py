@@ -45,6 +45,7 @@ GALLERY_SIZE = 4  # examples kept per job for the report's gallery
 
 class AdversarialTrack(Track):
     name = "adversarial"
+    plots_title = "Robustness curves"
 
     def default_spec(self, user: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The defense comparison on small-cnn; a spec naming its own models compares no defenses unless it names them."""

@@ -32,3 +32,20 @@ FLAGS: dict[str, str] = {
 
 def explain(flag: str) -> str:
     return FLAGS.get(flag, "")
+
+# Diagnostics decided against a one-point threshold between two attacks: float noise (another CPU, another
+# thread count) can tip them either way, so the CI gate reports a new one of these without failing on it.
+# Every other flag (an invalid job, a model that masks gradients, is random or returns probabilities, an
+# adaptive attack breaking what plain attacks missed) fails the gate when it newly appears.
+ADVISORY: frozenset[str] = frozenset(
+    {
+        "not-monotone-in-eps",
+        "large-eps-not-zero",
+        "single-step-beats-iterative",
+        "black-box-beats-white-box",
+        "noise-beats-white-box",
+        "not-converged",
+        "loss-not-increasing",
+        "silent-success",
+    }
+)

@@ -22,6 +22,7 @@ from typing import Any
 
 import bench
 from bench.errors import UserError
+from bench.flags import ADVISORY
 
 BASELINE_FORMAT = "frontier-bench-baseline"
 BASELINE_VERSION = 1
@@ -85,6 +86,7 @@ class CheckResult:
     run_dir: str = ""
     jobs_ran: int = 0
     jobs_reused: int = 0
+    new_flags: tuple[str, ...] = ()  # "row: flag, ..." for new advisory flags (bench.flags.ADVISORY): reported, not gated
 
     @property
     def passed(self) -> bool:
@@ -282,6 +284,7 @@ def compare(baseline: Baseline, cells: Sequence[Mapping[str, Any]], tolerances: 
     regressions: list[Regression] = []
     missing: list[str] = []
     clean_seen: set[tuple] = set()  # clean accuracy is one number per model: one regression line, not one per cell
+    advisory: list[str] = []
     checked = 0
     for row in baseline.rows:
         label = _label(row.row)
@@ -292,8 +295,11 @@ def compare(baseline: Baseline, cells: Sequence[Mapping[str, Any]], tolerances: 
         if row.status == "ok" and cell["status"] != "ok":
             regressions.append(Regression(row.row, label, "status", row.status, str(cell["status"]), "ok"))
         added = sorted(set(cell.get("flags") or []) - set(row.flags))
-        if added:
-            regressions.append(Regression(row.row, label, "flags", ", ".join(row.flags) or "-", ", ".join(added), "no new flags"))
+        gated = [f for f in added if f not in ADVISORY]
+        if gated:
+            regressions.append(Regression(row.row, label, "flags", ", ".join(row.flags) or "-", ", ".join(gated), "no new flags"))
+        if len(gated) < len(added):
+            advisory.append(f"{label}: {', '.join(f for f in added if f in ADVISORY)}")
         current = cell_metrics(cell)
         for metric, before in row.metrics.items():
             after = current.get(metric)
@@ -316,7 +322,9 @@ def compare(baseline: Baseline, cells: Sequence[Mapping[str, Any]], tolerances: 
                 regressions.append(Regression(row.row, label, metric, _fmt(before), _fmt(after), f"{before:.4f} +- {tolerance:g}"))
     known = {row.row for row in baseline.rows}
     new = [_label(key) for key in now if key not in known]
-    return CheckResult(tuple(regressions), tuple(missing), tuple(new), len(baseline.rows) - len(missing), checked, tolerances, str(baseline.path))
+    return CheckResult(
+        tuple(regressions), tuple(missing), tuple(new), len(baseline.rows) - len(missing), checked, tolerances, str(baseline.path), new_flags=tuple(advisory)
+    )
 
 
 # -- running a check -----------------------------------------------------------

@@ -27,6 +27,8 @@ def check_text(result: Any) -> str:
             lines += [tabulate(table, headers=["row", "metric", "baseline", "now", "allowed"], tablefmt="github", disable_numparse=True), ""]
     if result.missing_rows:
         lines += ["Missing rows (in the baseline, not in this run):"] + [f"- {row}" for row in result.missing_rows] + [""]
+    if result.new_flags:
+        lines += ["New advisory flags (threshold diagnostics that float noise can tip; reported, not gated):"] + [f"- {row}" for row in result.new_flags] + [""]
     if result.new_rows:
         lines += ["New rows (in this run, not in the baseline; not gated until the baseline is renewed):"] + [f"- {row}" for row in result.new_rows] + [""]
     return "\n".join(lines).rstrip() + "\n"

@@ -11,6 +11,7 @@ import pytest
 
 from bench.cli import main
 from bench.gate import BaselineRow, Tolerances, compare, portable_spec, read_baseline, spec_hash
+from reports.gate import check_text
 from reports.leaderboard import ROW_FIELDS
 
 
@@ -219,6 +220,16 @@ def test_status_and_new_flags_regress_and_lower_is_better_metrics_regress_upward
     result = compare(baseline_of(row(0.5, ece=0.05)), [cell(0.5, ece=0.08)], Tolerances(0.02))
     assert [(r.metric, r.allowed) for r in result.regressions] == [("ece", "<= 0.0700")]
     assert compare(baseline_of(row(0.5, ece=0.05)), [cell(0.5, ece=0.01)], Tolerances(0.02)).passed
+
+
+def test_new_advisory_flags_are_reported_not_gated_but_a_new_masking_flag_fails():
+    result = compare(baseline_of(row(0.5)), [cell(0.5, flags=["not-converged", "silent-success"])], Tolerances())
+    assert result.passed
+    assert len(result.new_flags) == 1 and result.new_flags[0].endswith(": not-converged, silent-success")
+    assert "not-converged, silent-success" in check_text(result)
+    result = compare(baseline_of(row(0.5)), [cell(0.5, flags=["gradient-masking", "not-converged"])], Tolerances())
+    assert [(r.metric, r.now) for r in result.regressions] == [("flags", "gradient-masking")]
+    assert not result.passed
 
 
 def test_a_clean_accuracy_drop_is_one_line_per_model():

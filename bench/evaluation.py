@@ -78,10 +78,12 @@ def attack_step(
     batch_size: int = 256,
     checks: bool = True,
     convergence_check: bool = True,
+    surrogate: nn.Module | None = None,
 ) -> StepResult:
     """Run ``attack`` on the points still ``robust``, verify every batch, re-predict, and check.
 
-    The model must already be in eval mode (the caller owns its mode).
+    The model must already be in eval mode (the caller owns its mode). ``surrogate`` (another model, e.g.
+    the undefended one) feeds the transfer check of the last gradient attack (``convergence_check``).
     """
     n = len(y)
     index = robust.nonzero().squeeze(1)
@@ -110,12 +112,12 @@ def attack_step(
     for key, values in per_example.items():  # points not attacked (already broken or misclassified) count as 0
         step.metrics[key] = float(values.sum()) / n if n else 0.0
     if checks and len(index):
-        step.flags += _attack_checks(model, x, y, attack, index, fooled, results, history, n, convergence_check)
+        step.flags += _attack_checks(model, x, y, attack, index, fooled, results, history, n, convergence_check, surrogate)
     step.flags = sorted(set(step.flags))
     return step
 
 
-def _attack_checks(model, x, y, attack, index, fooled, results, history, n, convergence_check) -> list[str]:
+def _attack_checks(model, x, y, attack, index, fooled, results, history, n, convergence_check, surrogate) -> list[str]:
     flags = []
     offset = 0
     for result in results:
@@ -125,6 +127,7 @@ def _attack_checks(model, x, y, attack, index, fooled, results, history, n, conv
     survivors = index[~fooled]
     if convergence_check:
         flags += sanity.convergence_check(model, attack, x, y, survivors, n)
+        flags += sanity.transfer_check(model, surrogate, attack, x, y, survivors, n)
     flags += sanity.noise_check(model, attack, x, y, survivors, n)
     single_step_broken = [h.broken for h in history if not h.attack.iterative]
     first_iterative = not any(h.attack.iterative and h.attack.white_box for h in history)
@@ -170,8 +173,13 @@ def evaluate(
     batch_size: int = 256,
     seed: int = 0,
     checks: bool = True,
+    surrogate: nn.Module | None = None,
 ) -> Evaluation:
-    """Robust accuracy of ``model`` on ``(x, y)``: the worst case over ``attacks`` (None: the default cascade)."""
+    """Robust accuracy of ``model`` on ``(x, y)``: the worst case over ``attacks`` (None: the default cascade).
+
+    ``surrogate``: another model (e.g. the undefended one) whose PGD examples are replayed on ``model`` after the
+    last gradient attack; breaking more than a point of what survived flags ``transfer-beats-white-box``.
+    """
     cascade = build_cascade(attacks, eps=eps, norm=norm)
     n = len(y)
     with eval_mode(model):
@@ -187,7 +195,9 @@ def evaluate(
         for i, (label, attack) in enumerate(cascade):
             torch.manual_seed(seed + i)
             last = bool(gradient_attacks) and i == gradient_attacks[-1]  # later attacks make up for an earlier one stopping short
-            step = attack_step(model, x, y, attack, robust=robust, history=history, batch_size=batch_size, checks=checks, convergence_check=last)
+            step = attack_step(
+                model, x, y, attack, robust=robust, history=history, batch_size=batch_size, checks=checks, convergence_check=last, surrogate=surrogate
+            )
             flags += step.flags
             if step.status == "ok":
                 robust = step.robust

@@ -109,6 +109,13 @@ class Context:
         assert self._model is not None
         return self._model
 
+    def undefended(self, model: ModelSpec) -> nn.Module:
+        """The trained (cached) model with no defense, kept for the run: a transfer source for its defended versions."""
+        key = ("undefended", repr(model))  # a spec holds dicts: not hashable itself
+        if key not in self.memo:
+            self.memo[key] = obtain_model(model, self.data, self.dataset_id, self.spec.training, seed=self.spec.seed, device=self.device).model.to(self.device)
+        return self.memo[key]
+
 
 def job_key(track: str, identity: dict[str, Any]) -> str:
     """The hash of everything that determines a job's result."""

@@ -18,11 +18,12 @@ from torch import nn
 
 from attacks import ATTACKS
 from attacks.base import Attack, AttackResult, loss_gradient
-from bench.guard import predict
+from bench.guard import eval_mode, predict
 
 SUBSAMPLE = 64  # points used by checks that run extra attacks
 POINT = 0.01  # "more than a point" of robust accuracy
 EVIDENCE = 2  # a subsample check needs at least this many points against the attack, not one unlucky draw
+TRANSFER_STEPS = 20  # PGD steps on the surrogate of the transfer check
 
 
 def model_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: str) -> tuple[list[str], dict[str, float]]:
@@ -108,6 +109,20 @@ def noise_check(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tens
     noise = ATTACKS.create("noise", eps=attack.eps, norm=attack.norm)
     broken = _breaks(model, noise, x[survivors], y[survivors])
     return ["noise-beats-white-box"] if _exceeds(broken, survivors.numel(), n) else []
+
+
+def transfer_check(
+    model: nn.Module, surrogate: nn.Module | None, attack: Attack, x: torch.Tensor, y: torch.Tensor, survivors: torch.Tensor, n: int
+) -> list[str]:
+    """PGD on ``surrogate`` (another model: the undefended one), replayed on ``model``, must not break what the white-box attacks left robust."""
+    if surrogate is None or not attack.white_box or survivors.numel() == 0:
+        return []
+    pgd = ATTACKS.create("pgd", eps=attack.eps, norm=attack.norm, steps=TRANSFER_STEPS)
+    points = _sample(survivors)
+    with eval_mode(surrogate):
+        x_adv = pgd(surrogate, x[points], y[points])
+    broken = predict(model, x_adv) != y[points]
+    return ["transfer-beats-white-box"] if _exceeds(broken, survivors.numel(), n) else []
 
 
 def black_box_check(attack: Attack, broken: int, n: int, only_white_box_before: bool) -> list[str]:

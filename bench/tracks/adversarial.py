@@ -151,6 +151,8 @@ class AdversarialTrack(Track):
                 history.append(History(attack, robust & ~after))
                 robust = after
             attack = ATTACKS.create(job.payload["attack"], eps=job.payload["eps"], **job.payload["params"])
+            chosen = context.defense(job.payload["defense"])
+            transfer = job.payload["convergence_check"] and context.spec.checks and (chosen.trains or chosen.wraps)
             step = attack_step(
                 model,
                 x,
@@ -161,6 +163,7 @@ class AdversarialTrack(Track):
                 batch_size=context.spec.batch_size,
                 checks=context.spec.checks,
                 convergence_check=job.payload["convergence_check"],
+                surrogate=context.undefended(job.payload["model"]) if transfer else None,
             )
         result = JobResult(n=n, clean_accuracy=clean_accuracy, flags=step.flags, seconds=step.seconds, status=step.status)
         result.metrics = {**step.metrics, "cascade": bool(job.depends_on) or context.spec.cascade, "adaptive": job.payload["adaptive"]}

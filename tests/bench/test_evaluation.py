@@ -123,6 +123,16 @@ def test_black_box_beating_white_box_is_flagged(digits, data):
     assert "black-box-beats-white-box" in result.flags
 
 
+def test_a_transfer_attack_beating_white_box_is_flagged(digits, data, trained_cnn):
+    _, x, y = data
+    masked = trained("tests.helpers:quantized_cnn", digits)  # its own inner network, without the quantizer, is the surrogate
+    result = bench.evaluate(masked, x, y, eps=0.25, attacks=[("pgd", {"steps": 10})], surrogate=masked[1])
+    assert "transfer-beats-white-box" in result.flags
+    assert "transfer-beats-white-box" not in bench.evaluate(masked, x, y, eps=0.25, attacks=[("pgd", {"steps": 10})]).flags
+    healthy = bench.evaluate(trained_cnn, x, y, eps=0.1, attacks=["fgsm", ("pgd", {"steps": 20})], surrogate=trained("mlp", digits))
+    assert "transfer-beats-white-box" not in healthy.flags
+
+
 def test_attack_run_checks():
     fooled = torch.tensor([False] * 6)
     flat = AttackResult(torch.zeros(6), loss_start=torch.ones(6), loss_end=torch.ones(6))

@@ -103,6 +103,16 @@ def test_preprocessing_looks_robust_to_pgd_falls_to_bpda_and_the_plain_rows_are_
     assert "bpda %" in (out / "leaderboard.md").read_text()
 
 
+def test_without_adaptive_attacks_a_transfer_from_the_undefended_model_exposes_the_masking(tmp_path, capsys):
+    spec = tmp_path / "spec.toml"
+    spec.write_text("adaptive = false\n" + SPEC.format(defenses='[[defenses]]\nname = "none"\n[[defenses]]\nname = "bit-depth"'))
+    out = tmp_path / "run"
+    assert main(["run", "--config", str(spec), "--out", str(out), "-q"]) == 0
+    cells = report(out, capsys)
+    assert "transfer-beats-white-box" in next(c for c in cells if (c["defense"], c["attack"], c["eps"]) == ("bit-depth", "pgd", 0.2))["flags"]
+    assert not any("transfer-beats-white-box" in c["flags"] for c in cells if c["defense"] == "none")
+
+
 def test_a_trained_defense_is_trained_once_for_many_attacks(tmp_path, capsys, caplog):
     spec = tmp_path / "spec.toml"
     spec.write_text(SPEC.format(defenses='[[defenses]]\nname = "fast-at"'))

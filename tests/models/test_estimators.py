@@ -13,6 +13,7 @@ from bench.spec import ModelSpec, TrainingSpec
 from bench.training import build_model, train_classifier
 from models import ESTIMATORS
 from models.estimators.base import decompose, entropy
+from models.estimators.mc_dropout import dropout_only
 
 CPU = torch.device("cpu")
 VALIDATION = 300  # the last training points: held out for fitting, never trained on
@@ -146,3 +147,21 @@ def test_mc_dropout_batches_the_passes():
     model.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
     ESTIMATORS.create("mc-dropout", samples=10, chunk=100 * 64).predict([model], torch.rand(25, 1, 8, 8))  # 100 rows of 64 pixels
     assert calls == [100, 100, 50]  # 10 inputs x 10 passes per call
+
+
+def test_mc_dropout_runs_the_layers_before_the_first_dropout_once_with_the_same_result():
+    from models.zoo import small_cnn
+
+    torch.manual_seed(0)
+    model = small_cnn(input_shape=(1, 8, 8), num_classes=10, dropout=0.25).eval()
+    calls: list[int] = []
+    model[1].register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))  # the first convolution
+    x = torch.rand(12, 1, 8, 8)
+    estimator = ESTIMATORS.create("mc-dropout", samples=5)
+    torch.manual_seed(1)
+    shared = estimator.stacked([model], x)
+    assert sum(calls) == 12  # once per input, not once per input and pass
+    torch.manual_seed(1)  # the whole model on the repeated batch: the same masks from the same seed
+    with dropout_only(model), torch.no_grad():
+        reference = torch.softmax(model(x.repeat(5, 1, 1, 1)), dim=1).view(5, 12, -1)
+    assert torch.allclose(shared, reference, atol=1e-6)

@@ -38,18 +38,8 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
-class DefenseSpec:
-    name: str
-    params: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        return self.name + _param_suffix(self.params)
-
-
-@dataclass(frozen=True)
 class ComponentSpec:
-    """A named component with keyword parameters (an uncertainty estimator, an OOD set)."""
+    """A named component with keyword parameters: a defense, an uncertainty estimator, an OOD set."""
 
     name: str
     params: Mapping[str, Any] = field(default_factory=dict)
@@ -57,6 +47,9 @@ class ComponentSpec:
     @property
     def label(self) -> str:
         return self.name + _param_suffix(self.params)
+
+
+DefenseSpec = ComponentSpec
 
 
 @dataclass(frozen=True)
@@ -233,9 +226,7 @@ def build(raw: Mapping[str, Any], *, base_dir: Path | None = None) -> RunSpec:
     adaptive = _expect(raw.get("adaptive", True), bool, "spec.adaptive", "true or false")
 
     models = tuple(_model(item, f"spec.models[{i}]", base_dir, MODELS) for i, item in enumerate(_table_list(raw.get("models"), "spec.models")))
-    defenses = tuple(
-        _defense(item, f"spec.defenses[{i}]", DEFENSES) for i, item in enumerate(_table_list(raw.get("defenses", [{"name": "none"}]), "spec.defenses"))
-    )
+    defenses = _components(raw.get("defenses", [{"name": "none"}]), "spec.defenses", "a defense name", DEFENSES)
     attacks = _attacks(_table_list(raw.get("attacks"), "spec.attacks"), ATTACKS)
     training = _training(raw.get("training", {}))
     estimators = _components(raw.get("estimators"), "spec.estimators", "an estimator name", ESTIMATORS)
@@ -262,13 +253,7 @@ def _components(raw: Any, path: str, what: str, registry: Any) -> tuple[Componen
         return ()
     specs = []
     for i, item in enumerate(_table_list(raw, path)):
-        name = _expect(item["name"], str, f"{path}[{i}].name", what)
-        params = {k: v for k, v in item.items() if k != "name"}
-        try:
-            registry.create(name, **params)  # cheap: a value until the track uses it
-        except UserError as error:
-            raise _component_error(f"{path}[{i}]", error) from None
-        specs.append(ComponentSpec(name, params))
+        specs.append(_component(item, f"{path}[{i}]", what, registry))
     return tuple(specs)
 
 
@@ -327,14 +312,15 @@ def _model(item: Mapping[str, Any], path: str, base_dir: Path, registry: Any) ->
     return ModelSpec(name, params, checkpoint, train)
 
 
-def _defense(item: Mapping[str, Any], path: str, registry: Any) -> DefenseSpec:
-    name = _expect(item["name"], str, f"{path}.name", "a defense name")
+def _component(item: Mapping[str, Any], path: str, what: str, registry: Any) -> ComponentSpec:
+    """A named component, built once to check its name and parameters (cheap: a value until a track uses it)."""
+    name = _expect(item["name"], str, f"{path}.name", what)
     params = {k: v for k, v in item.items() if k != "name"}
     try:
-        registry.create(name, **params)  # cheap: a defense is a value until it trains or wraps
+        registry.create(name, **params)
     except UserError as error:
         raise _component_error(path, error) from None
-    return DefenseSpec(name, params)
+    return ComponentSpec(name, params)
 
 
 def _attacks(items: list[Mapping[str, Any]], registry: Any) -> tuple[AttackSpec, ...]:

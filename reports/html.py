@@ -267,13 +267,12 @@ def leaderboard_html(
     title = f"Leaderboard: {track} track" if track else "Leaderboard"
     jobs = len({k for c in cells for k in ([c["key"]] if c.get("key") else c.get("keys") or ())})
     summary = f"{jobs} jobs" + (f", finished {provenance['finished_at']}" if provenance.get("finished_at") else "")
-    if cells and tables is not None:
-        leaderboard = _own_tables(tables) + '\n<p class="note">Click a column header to sort.</p>\n'
-        leaderboard += _flags_and_failures(cells, explanations=explanations)
-        leaderboard += _checks(checks, explanations=explanations)
-    elif cells:
-        leaderboard = _tables(cells, worst_case=worst_case, explanations=explanations)
-        leaderboard += f'\n<p class="note">{html.escape(footnote(cells))} Click a column header to sort.</p>\n'
+    if cells:
+        if tables is not None:
+            leaderboard = _own_tables(tables) + '\n<p class="note">Click a column header to sort.</p>\n'
+        else:
+            leaderboard = _tables(cells, worst_case=worst_case, explanations=explanations)
+            leaderboard += f'\n<p class="note">{html.escape(footnote(cells))} Click a column header to sort.</p>\n'
         leaderboard += _flags_and_failures(cells, explanations=explanations)
         leaderboard += _checks(checks, explanations=explanations)
     else:

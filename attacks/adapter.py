@@ -21,9 +21,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from attacks.base import Attack, preserved_modes
+from attacks.base import Attack
 from attacks.threat_model import project
 from bench.errors import ParamError, UserError, did_you_mean
+from bench.guard import preserved_modes
 
 
 @dataclass(frozen=True)

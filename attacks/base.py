@@ -10,8 +10,6 @@ examples were found adversarial on the way), ``run`` returns an
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -99,12 +97,3 @@ def input_gradient(total: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return torch.zeros_like(x) if grad is None else grad
 
 
-@contextmanager
-def preserved_modes(model: nn.Module) -> Iterator[nn.Module]:
-    """Restore every module's own train/eval mode on exit, whatever ran inside (a library that switches modes)."""
-    modes = [(module, module.training) for module in model.modules()]
-    try:
-        yield model
-    finally:
-        for module, training in modes:
-            module.training = training

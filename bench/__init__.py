@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str):
     """``bench.evaluate`` without importing torch when only the registry is needed."""
     if name == "evaluate":
-        from bench.evaluation import evaluate
+        from bench.tracks.adversarial.evaluation import evaluate
 
         return evaluate
     raise AttributeError(f"module 'bench' has no attribute '{name}'")

@@ -14,11 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from bench.catalog import REGISTRIES, registry
 from bench.errors import UserError
+from bench.spec import EXECUTORS, spec_from
 
 log = logging.getLogger("bench")
 
-KINDS = ("attacks", "models", "defenses", "estimators", "shifts", "ood", "datasets", "tracks")
 FORMATS = ("md", "json", "csv", "latex", "html")
 
 
@@ -42,10 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, help="run folder (default runs/<timestamp>-<track>); an existing one is resumed")
     run.add_argument("--data-root", help="folder of torchvision-format datasets (mnist, fashion-mnist, cifar10)")
     run.add_argument("--download", action="store_true", default=None, help="allow torchvision to download the dataset")
+    run.add_argument("--executor", choices=EXECUTORS, help="serial (default: this process) or ray (pip install -e '.[ray]')")
+    run.add_argument("--address", help="ray: join the cluster at 'auto' or HOST:PORT (default: start a local one)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress or log lines")
 
     listing = commands.add_parser("list", help="list registered components")
-    listing.add_argument("kind", nargs="?", choices=(*KINDS, "flags"), help="which registry, or flags (explained) (default: all)")
+    listing.add_argument("kind", nargs="?", choices=(*REGISTRIES, "flags"), help="which registry, or flags (explained) (default: all)")
     listing.add_argument("pattern", nargs="?", default="*", help="shell-style wildcard, e.g. 'pgd*' or 'timm:resnet*'")
 
     report = commands.add_parser("report", help="render a run folder's leaderboard")
@@ -108,47 +111,16 @@ def _configure_logging(quiet: bool) -> None:
 def load_spec(args: argparse.Namespace) -> Any:
     """The validated spec: track defaults, then the user's file, then command-line flags."""
     return spec_from(
-        config=args.config, track=args.track, seed=args.seed, n_examples=args.n_examples, device=args.device, data_root=args.data_root, download=args.download
+        config=args.config,
+        track=args.track,
+        seed=args.seed,
+        n_examples=args.n_examples,
+        device=args.device,
+        data_root=args.data_root,
+        download=args.download,
+        executor=args.executor,
+        address=args.address,
     )
-
-
-def spec_from(
-    *,
-    config: Path | None = None,
-    track: str | None = None,
-    seed: int | None = None,
-    n_examples: int | None = None,
-    device: str | None = None,
-    data_root: str | None = None,
-    download: bool | None = None,
-) -> Any:
-    """The validated spec from its sources: the track's defaults, then the spec file, then these overrides."""
-    from bench import spec as specs
-    from bench.tracks import TRACKS
-
-    user: dict[str, Any] = {}
-    base_dir = Path.cwd()
-    if config is not None:
-        config = Path(config)
-        user = specs.read_toml(config)
-        base_dir = config.resolve().parent
-    track_name = track or user.get("track") or "adversarial"
-    if track and user.get("track") not in (None, track):
-        raise UserError(f"--track {track} contradicts spec.track = '{user['track']}'")
-    if not isinstance(track_name, str) or track_name not in TRACKS:
-        raise UserError(str(TRACKS.unknown_error(str(track_name))))
-    defaults = TRACKS.create(track_name).default_spec(user)
-    overrides: dict[str, Any] = {"track": track_name, "seed": seed, "n_examples": n_examples, "device": device}
-    raw = specs.merge(defaults, user, overrides)
-    if data_root is not None or download:
-        dataset = raw.get("dataset", "digits")
-        dataset = dict(dataset) if isinstance(dataset, dict) else {"name": dataset}
-        if data_root is not None:
-            dataset["root"] = str(Path(data_root).resolve())
-        if download:
-            dataset["download"] = True
-        raw["dataset"] = dataset
-    return specs.build(raw, base_dir=base_dir)
 
 
 def _out_dir(args: argparse.Namespace, track: str) -> Path:
@@ -183,8 +155,8 @@ def _run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     for record in summary.failed:
-        where = " / ".join(str(part) for part in (record.model, record.defense, record.attack, record.norm) if part)
-        print(f"  failed: {where}{f' eps {record.eps:g}' if record.eps is not None else ''}: {record.error}", file=sys.stderr)
+        where = " / ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in record.labels.values() if v is not None)
+        print(f"  failed: {where}: {record.error}", file=sys.stderr)
     return 1 if summary.failed else 0
 
 
@@ -209,10 +181,15 @@ def _report(args: argparse.Namespace) -> int:
 # -- compare -------------------------------------------------------------------
 def _compare(args: argparse.Namespace) -> int:
     from bench import reporting
+    from bench.gate import declared_metrics
     from reports.compare import compare_cells, comparison_json, comparison_markdown
 
     before, after = reporting.load_run(args.run_a), reporting.load_run(args.run_b)
-    comparison = compare_cells(before.cells, after.cells)
+    if before.track.name != after.track.name:
+        raise UserError(f"'{args.run_a}' is a run of track '{before.track.name}', '{args.run_b}' of track '{after.track.name}': nothing to compare")
+    track = after.track
+    fields = ("track", *(track.cell_dimensions or track.dimensions))
+    comparison = compare_cells(before.cells, after.cells, fields=fields, metrics=declared_metrics(track, [*before.cells, *after.cells]))
     if args.format == "json":
         print(comparison_json(comparison))
     else:
@@ -256,34 +233,16 @@ def _check(args: argparse.Namespace) -> int:
 
 
 # -- list ----------------------------------------------------------------------
-def _registry(kind: str) -> Any:
-    if kind == "attacks":
-        from attacks import ATTACKS as registry
-    elif kind == "models":
-        from models import MODELS as registry
-    elif kind == "defenses":
-        from defenses import DEFENSES as registry
-    elif kind == "estimators":
-        from models import ESTIMATORS as registry
-    elif kind == "shifts":
-        from bench.shifts import SHIFTS as registry
-    elif kind == "ood":
-        from bench.ood import OOD_SETS as registry
-    elif kind == "datasets":
-        from bench.data import DATASETS as registry
-    else:
-        from bench.tracks import TRACKS as registry
-    return registry
-
-
 def _list_flags(pattern: str) -> int:
     from fnmatch import fnmatchcase
 
     from tabulate import tabulate
 
-    from bench.flags import FLAGS
-
-    rows = [[name, explanation] for name, explanation in FLAGS.items() if fnmatchcase(name, pattern)]
+    tracks = registry("tracks")
+    explained: dict[str, str] = {}
+    for name in tracks.names():
+        explained.update(tracks.create(name).explanations)
+    rows = [[name, explanation] for name, explanation in explained.items() if fnmatchcase(name, pattern)]
     if not rows:
         raise UserError(f"no flag matches '{pattern}'")
     print(tabulate(rows, tablefmt="plain"))
@@ -303,14 +262,14 @@ def _list(args: argparse.Namespace) -> int:
 
     if args.kind == "flags":
         return _list_flags(args.pattern)
-    kinds = [args.kind] if args.kind else list(KINDS)
+    kinds = [args.kind] if args.kind else list(REGISTRIES)
     found_any = False
     for kind in kinds:
-        registry = _registry(kind)
-        names = registry.list(args.pattern)
-        rows = [[name, _describe(registry, name) if ":" not in name else ""] for name in names]
+        found = registry(kind)
+        names = found.list(args.pattern)
+        rows = [[name, _describe(found, name) if ":" not in name else ""] for name in names]
         if args.pattern == "*":
-            rows += [[f"{p}:<name>", registry.prefix_meta(p).get("description", "")] for p in registry.prefixes()]
+            rows += [[f"{p}:<name>", found.prefix_meta(p).get("description", "")] for p in found.prefixes()]
         if not rows:
             continue
         found_any = True

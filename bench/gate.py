@@ -22,20 +22,19 @@ from typing import Any
 
 import bench
 from bench.errors import UserError
-from bench.flags import ADVISORY
+from bench.tracks import HIGHER, LOWER, TRACKS
 
 BASELINE_FORMAT = "frontier-bench-baseline"
 BASELINE_VERSION = 1
 DEFAULT_TOLERANCE = 0.02
 GATED_METRICS = ("clean_accuracy", "robust_accuracy")  # plus any numeric entry of a cell's "metrics"
-LOWER_IS_BETTER = ("ece", "nll", "brier", "aurc", "error", "loss")  # metric names ending so regress when they rise
 _EPSILON = 1e-9  # a drop of exactly the tolerance holds, whatever the float rounding
 
 
 # -- values --------------------------------------------------------------------
 @dataclass(frozen=True)
 class BaselineRow:
-    row: tuple  # values of reports.leaderboard.ROW_FIELDS
+    row: tuple  # the track's cell key: (track, *cell dimensions)
     status: str
     flags: tuple[str, ...]
     metrics: Mapping[str, float | None]
@@ -86,7 +85,7 @@ class CheckResult:
     run_dir: str = ""
     jobs_ran: int = 0
     jobs_reused: int = 0
-    new_flags: tuple[str, ...] = ()  # "row: flag, ..." for new advisory flags (bench.flags.ADVISORY): reported, not gated
+    new_flags: tuple[str, ...] = ()  # "row: flag, ..." for new advisory flags (the track's ``advisory``): reported, not gated
 
     @property
     def passed(self) -> bool:
@@ -123,22 +122,19 @@ def cell_metrics(cell: Mapping[str, Any]) -> dict[str, float | None]:
     return metrics
 
 
-def direction(metric: str) -> str:
-    """'higher' (accuracies: regress when they drop), 'lower' (errors, calibration: regress when they rise) or 'either'."""
-    if metric.endswith("accuracy") or metric in ("auroc", "aupr"):
-        return "higher"
-    if metric.endswith(LOWER_IS_BETTER):
-        return "lower"
-    return "either"
+def declared_metrics(track: Any, cells: Sequence[Mapping[str, Any]]) -> dict[str, tuple[str, ...] | None]:
+    """The metrics of these cells that the track declares (name -> its scope): what ``compare`` compares."""
+    present = dict.fromkeys(name for cell in cells for name in cell_metrics(cell))
+    return {name: track.metric(name).scope for name in present if track.declares(name)}
 
 
 # -- baseline files ------------------------------------------------------------
 def make_baseline(run_dir: Path) -> dict[str, Any]:
     """The baseline document of a finished run folder (read from its store)."""
     from bench.reporting import load_run
-    from reports.leaderboard import ROW_FIELDS
 
     run = load_run(run_dir)
+    fields = row_fields(run.track)
     if not run.records:
         raise UserError(f"'{run_dir}' holds no finished jobs to make a baseline from")
     portable = portable_spec(run.meta["spec"])
@@ -146,7 +142,7 @@ def make_baseline(run_dir: Path) -> dict[str, Any]:
     for cell in run.cells:
         rows.append(
             {
-                **{k: cell.get(k) for k in ROW_FIELDS},
+                **{k: cell.get(k) for k in fields},
                 "status": cell["status"],
                 "flags": sorted(cell.get("flags") or []),
                 "n": cell.get("n"),
@@ -183,10 +179,12 @@ def write_baseline(run_dir: Path, out: Path) -> dict[str, Any]:
     return document
 
 
-def read_baseline(path: Path) -> Baseline:
-    """Read and validate a baseline; anything wrong is one ``UserError`` line naming the file."""
-    from reports.leaderboard import ROW_FIELDS
+def read_baseline(path: Path, *, track: str | None = None, rows: bool = True) -> Baseline:
+    """Read and validate a baseline; anything wrong is one ``UserError`` line naming the file.
 
+    ``track``: the track the caller will run; a baseline of another is refused before its rows are read.
+    ``rows=False``: the header only (format, track, spec), with no rows.
+    """
     name = f"baseline '{path}'"
     if not path.is_file():
         raise UserError(f"{name} does not exist")
@@ -205,7 +203,15 @@ def read_baseline(path: Path) -> Baseline:
             raise UserError(f"{name}: '{key}' is missing or not a {kind.__name__}")
     if spec_hash(data["spec"]) != data["spec_hash"]:
         raise UserError(f"{name}: spec_hash does not match its spec (edited by hand?); make a new one with bench baseline")
-    rows = []
+    if track is not None and data["track"] != track:
+        raise UserError(f"baseline '{path}' is of track '{data['track']}'; this check runs track '{track}'")
+    if not rows:
+        return Baseline(path, data["track"], data["spec"], data["spec_hash"], ())
+    if data["track"] not in TRACKS:
+        raise UserError(f"{name} is of track '{data['track']}', which is not installed here")
+    track = TRACKS.create(data["track"])
+    fields = row_fields(track)
+    found = []
     seen = set()
     for i, raw in enumerate(data["rows"]):
         where = f"{name}: rows[{i}]"
@@ -218,18 +224,17 @@ def read_baseline(path: Path) -> Baseline:
             if value is not None and (not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value)):
                 raise UserError(f"{where}.metrics.{metric} must be a number or null, got {value!r}")
             metrics[metric] = None if value is None else float(value)
-        key = tuple(raw.get(k) for k in ROW_FIELDS)
+        key = tuple(raw.get(k) for k in fields)
         if key in seen:
-            raise UserError(f"{where} repeats the row {_label(key)}")
+            raise UserError(f"{where} repeats the row {track.cell_label(dict(zip(fields, key, strict=True)))}")
         seen.add(key)
-        rows.append(BaselineRow(key, raw["status"], tuple(raw.get("flags") or ()), metrics))
-    return Baseline(path, data["track"], data["spec"], data["spec_hash"], tuple(rows))
+        found.append(BaselineRow(key, raw["status"], tuple(raw.get("flags") or ()), metrics))
+    return Baseline(path, data["track"], data["spec"], data["spec_hash"], tuple(found))
 
 
-def _label(key: tuple) -> str:
-    from reports.leaderboard import ROW_FIELDS, row_label
-
-    return row_label(dict(zip(ROW_FIELDS, key, strict=True)))
+def row_fields(track: Any) -> tuple[str, ...]:
+    """The fields of a baseline row's key: the track, then the track's cell dimensions."""
+    return ("track", *(track.cell_dimensions or track.dimensions))
 
 
 def match_spec(baseline: Baseline, spec: Any, *, spec_source: str) -> None:
@@ -276,14 +281,18 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def compare(baseline: Baseline, cells: Sequence[Mapping[str, Any]], tolerances: Tolerances) -> CheckResult:
-    """Every baseline metric against this run's cell of the same row; pure, no I/O."""
-    from reports.leaderboard import row_key
-
-    now = {row_key(c): c for c in cells}
+def compare(baseline: Baseline, cells: Sequence[Mapping[str, Any]], tolerances: Tolerances, track: Any = None) -> CheckResult:
+    """Every baseline metric against this run's cell of the same row, as the track declares them; pure, no I/O."""
+    track = track or TRACKS.create(baseline.track)
+    fields = row_fields(track)
+    now = {track.cell_key(c): c for c in cells}
     regressions: list[Regression] = []
     missing: list[str] = []
-    clean_seen: set[tuple] = set()  # clean accuracy is one number per model: one regression line, not one per cell
+    scoped_seen: set[tuple] = set()  # a metric declared per fewer dimensions (clean accuracy: per model): one line, not one per cell
+
+    def _label(key: tuple) -> str:
+        return track.cell_label(dict(zip(fields, key, strict=True)))
+
     advisory: list[str] = []
     checked = 0
     for row in baseline.rows:
@@ -295,11 +304,11 @@ def compare(baseline: Baseline, cells: Sequence[Mapping[str, Any]], tolerances: 
         if row.status == "ok" and cell["status"] != "ok":
             regressions.append(Regression(row.row, label, "status", row.status, str(cell["status"]), "ok"))
         added = sorted(set(cell.get("flags") or []) - set(row.flags))
-        gated = [f for f in added if f not in ADVISORY]
+        gated = [f for f in added if f not in track.advisory]
         if gated:
             regressions.append(Regression(row.row, label, "flags", ", ".join(row.flags) or "-", ", ".join(gated), "no new flags"))
         if len(gated) < len(added):
-            advisory.append(f"{label}: {', '.join(f for f in added if f in ADVISORY)}")
+            advisory.append(f"{label}: {', '.join(f for f in added if f in track.advisory)}")
         current = cell_metrics(cell)
         for metric, before in row.metrics.items():
             after = current.get(metric)
@@ -307,19 +316,25 @@ def compare(baseline: Baseline, cells: Sequence[Mapping[str, Any]], tolerances: 
                 continue  # a cell that failed is caught by its status; a baseline without a number holds nothing
             checked += 1
             tolerance = tolerances.of(metric)
-            way = direction(metric)
-            if way == "higher" and after < before - tolerance - _EPSILON:
-                if metric == "clean_accuracy":
-                    track, model, defense, _, dataset, _, _ = row.row
-                    if (track, model, defense, dataset, before, after) in clean_seen:
-                        continue
-                    clean_seen.add((track, model, defense, dataset, before, after))
-                    label = f"{model} / {defense} / {dataset} (every attack and eps)"
-                regressions.append(Regression(row.row, label, metric, _fmt(before), _fmt(after), f">= {before - tolerance:.4f}"))
-            elif way == "lower" and after > before + tolerance + _EPSILON:
-                regressions.append(Regression(row.row, label, metric, _fmt(before), _fmt(after), f"<= {before + tolerance:.4f}"))
-            elif way == "either" and abs(after - before) > tolerance + _EPSILON:
-                regressions.append(Regression(row.row, label, metric, _fmt(before), _fmt(after), f"{before:.4f} +- {tolerance:g}"))
+            declared = track.metric(metric)
+            if declared.direction == HIGHER and after < before - tolerance - _EPSILON:
+                allowed = f">= {before - tolerance:.4f}"
+            elif declared.direction == LOWER and after > before + tolerance + _EPSILON:
+                allowed = f"<= {before + tolerance:.4f}"
+            elif declared.direction not in (HIGHER, LOWER) and abs(after - before) > tolerance + _EPSILON:
+                allowed = f"{before:.4f} +- {tolerance:g}"
+            else:
+                continue
+            where = label
+            if declared.scope is not None:
+                values = dict(zip(fields, row.row, strict=True))
+                scoped = (metric, *(values.get(d) for d in ("track", *declared.scope)), before, after)
+                if scoped in scoped_seen:
+                    continue
+                scoped_seen.add(scoped)
+                rest = [d for d in fields[1:] if d not in declared.scope]
+                where = " / ".join(str(values.get(d)) for d in declared.scope) + f" (every {', '.join(rest[:-1])} and {rest[-1]})" if rest else ""
+            regressions.append(Regression(row.row, where or label, metric, _fmt(before), _fmt(after), allowed))
     known = {row.row for row in baseline.rows}
     new = [_label(key) for key in now if key not in known]
     return CheckResult(
@@ -336,8 +351,18 @@ def check_dir(spec: Any) -> Path:
     """
     from bench.training import file_digest, stable_hash
 
-    checkpoints = {m.checkpoint: file_digest(m.checkpoint) for m in spec.models if m.checkpoint}
+    checkpoints = {path: file_digest(path) for path in _checkpoints(spec.to_dict())}
     return Path("runs") / f"check-{stable_hash({'spec': spec.canonical(), 'checkpoints': checkpoints, 'version': bench.__version__}, length=16)}"
+
+
+def _checkpoints(data: Any) -> list[str]:
+    """Every ``checkpoint`` path a spec names, in any track's section."""
+    if isinstance(data, Mapping):
+        found = [data["checkpoint"]] if isinstance(data.get("checkpoint"), str) else []
+        return found + [p for key, value in data.items() if key != "checkpoint" for p in _checkpoints(value)]
+    if isinstance(data, list | tuple):
+        return [p for value in data for p in _checkpoints(value)]
+    return []
 
 
 def check(
@@ -354,12 +379,13 @@ def check(
 ) -> CheckResult:
     """Validate everything, run the spec (reusing finished jobs and cached models), compare with the baseline."""
     from bench import runner
-    from bench.cli import spec_from
     from bench.reporting import load_run, write_reports
+    from bench.spec import spec_from
 
-    baseline = read_baseline(Path(baseline_path))
-    spec = spec_from(config=config, track=track or (None if config else baseline.track), device=device, data_root=data_root)
-    match_spec(baseline, spec, spec_source=f"'{config}'" if config else f"the {spec.track} track's default spec")
+    header = read_baseline(Path(baseline_path), rows=False)
+    spec = spec_from(config=config, track=track or (None if config else header.track), device=device, data_root=data_root)
+    match_spec(header, spec, spec_source=f"'{config}'" if config else f"the {spec.track} track's default spec")
+    baseline = read_baseline(Path(baseline_path), track=spec.track)
     tolerances = parse_tolerances(tolerance, tolerance_for, known=baseline_metrics(baseline))
     runner.resolve_device(spec.device)
     out = Path(out) if out is not None else check_dir(spec)
@@ -367,5 +393,6 @@ def check(
         raise UserError(f"--out {out}: exists and is not a folder")
     summary = runner.run(spec, out, reporter=reporter)
     write_reports(out)
-    result = compare(baseline, load_run(out).cells, tolerances)
+    run = load_run(out)
+    result = compare(baseline, run.cells, tolerances, run.track)
     return replace(result, run_dir=str(out), jobs_ran=summary.ran, jobs_reused=summary.skipped)

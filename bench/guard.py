@@ -1,7 +1,8 @@
 """The harness owns the model's mode: eval for evaluation, restored afterwards, even on error.
 
 ``ModelWatch`` also notices an attack that switched modes or changed weights
-in place, so a broken attack is flagged instead of trusted.
+in place, so a broken attack is flagged instead of trusted. A leaf of the
+harness (torch only): attacks and models use ``preserved_modes`` too.
 """
 
 from __future__ import annotations
@@ -12,7 +13,16 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from attacks.base import preserved_modes
+
+@contextmanager
+def preserved_modes(model: nn.Module) -> Iterator[nn.Module]:
+    """Restore every module's own train/eval mode on exit, whatever ran inside (a library that switches modes)."""
+    modes = [(module, module.training) for module in model.modules()]
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
 
 
 @contextmanager

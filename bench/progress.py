@@ -11,9 +11,8 @@ from bench.tracks import Job
 
 
 def describe(job: Job) -> str:
-    columns = job.columns
-    eps = columns.get("eps")
-    return f"{columns.get('model')} / {columns.get('defense')} / {columns.get('attack')}" + (f" eps {eps:g}" if eps is not None else "")
+    """'small-cnn / none / pgd / digits / linf / 0.1': the job's labels, for the progress line."""
+    return " / ".join(f"{value:g}" if isinstance(value, float) else str(value) for value in job.labels.values() if value is not None)
 
 
 class RichReporter(Reporter):
@@ -34,6 +33,9 @@ class RichReporter(Reporter):
     def start(self, total: int, skipped: int) -> None:
         self.progress.start()
         self.task = self.progress.add_task("starting", total=total, completed=skipped)
+
+    def grow(self, total: int) -> None:
+        self.progress.update(self.task, total=total)
 
     def job_started(self, job: Job) -> None:
         self.progress.update(self.task, description=describe(job))

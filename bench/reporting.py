@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import UserError
-from bench.flags import FLAGS
-from bench.store import Example, Record, Store, record_dict
+from bench.store import Record, Store, record_dict
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +24,14 @@ WORST_CASE = "worst-case"  # the cell name tracks give the per-example worst cas
 
 @dataclass(frozen=True, eq=False)
 class RunData:
-    """What a run folder holds, read once: the track, its records and cells, metadata and gallery examples."""
+    """What a run folder holds, read once: the track, its records and cells, metadata and artifacts."""
 
     run_dir: Path
     track: Any  # bench.tracks.Track
     records: list[Record]
     cells: list[dict[str, Any]]
     meta: Mapping[str, Any]
-    examples: Mapping[str, list[Example]]
+    artifacts: Mapping[str, Mapping[str, bytes]]
 
 
 def load_run(run_dir: Path) -> RunData:
@@ -51,8 +50,10 @@ def load_run(run_dir: Path) -> RunData:
         track = TRACKS.create(track_name)
         records = store.records()
         cells = track.cells(records, store.outcomes())
-        examples = store.examples()
-    return RunData(run_dir, track, records, cells, meta, examples)
+        for cell in cells:  # how the track names a cell, for lists that name cells (failed jobs)
+            cell.setdefault("label", track.cell_label(cell))
+        artifacts = store.artifacts()
+    return RunData(run_dir, track, records, cells, meta, artifacts)
 
 
 def provenance(run: RunData) -> dict[str, Any]:
@@ -77,35 +78,15 @@ def provenance(run: RunData) -> dict[str, Any]:
     }
 
 
-def gallery_groups(run: RunData) -> list[Any]:
-    """One gallery block per model x defense x attack: the examples of its middle eps (in plan order)."""
-    from reports.gallery import GalleryGroup
-    from reports.leaderboard import NORM_TITLES, percent
-
-    groups: dict[tuple, list[Record]] = {}
-    for record in run.records:
-        if run.examples.get(record.key):
-            groups.setdefault((record.model, record.defense, record.attack, record.dataset, record.norm), []).append(record)
-    out = []
-    for (model, defense, attack, dataset, norm), members in groups.items():
-        members = sorted(members, key=lambda r: (r.eps is None, r.eps))
-        chosen = members[len(members) // 2]
-        eps = f" eps {chosen.eps:g}" if chosen.eps is not None else ""
-        robust = f" (robust accuracy {percent(chosen.robust_accuracy)}%)" if chosen.robust_accuracy is not None else ""
-        title = f"{model} / {defense} / {attack}, {dataset} {NORM_TITLES.get(norm, norm or '')}{eps}{robust}"
-        out.append(GalleryGroup(title, tuple(run.examples[chosen.key])))
-    return out
-
-
 def html_page(run: RunData) -> str:
     from reports.html import leaderboard_html
 
     return leaderboard_html(
         run.cells,
         worst_case=WORST_CASE,
-        explanations=FLAGS,
+        explanations=run.track.explanations,
         plots=run.track.figures(run.cells),
-        gallery=gallery_groups(run),
+        gallery=run.track.gallery(run.records, run.artifacts),
         classes=run.meta.get("classes") or (),
         provenance=provenance(run),
         checks=[record_dict(r) for r in run.records if r.key not in cell_keys(run.cells)],
@@ -132,7 +113,7 @@ def latex(run: RunData, *, figures_dir: Path) -> str:
         except ValueError:
             shown = path.as_posix()
         figures.append((plot.title, shown))
-    return leaderboard_latex(run.cells, worst_case=WORST_CASE, explanations=FLAGS, figures=figures, tables=run.track.tables(run.cells))
+    return leaderboard_latex(run.cells, worst_case=WORST_CASE, explanations=run.track.explanations, figures=figures, tables=run.track.tables(run.cells))
 
 
 def render(run: RunData, fmt: str) -> str:

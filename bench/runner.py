@@ -1,123 +1,38 @@
-"""Plans the job matrix, skips finished jobs, runs the rest, stores each one as it finishes.
+"""The driver: plans jobs until the track proposes nothing new, schedules them by ``depends_on``, stores each one.
 
-Generic over tracks: the track plans and runs jobs; the runner owns the
-store, the seeds, the device, the shared model cache and failure handling.
+Generic over tracks and executors. The track plans (``plan(spec, finished)``,
+called again with the stored records until it returns no new key) and runs
+jobs (in whatever process the executor chose); the runner alone writes the
+store. A job is submitted only once every job it depends on is stored; a job
+whose dependency failed is stored as failed, naming it, and is never run. Jobs
+already in the store (a killed run, a re-run) are skipped.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
-from torch import nn
 
 import bench
-from bench.data import DATASETS, Dataset
 from bench.errors import UserError
-from bench.spec import DefenseSpec, ModelSpec, RunSpec
-from bench.store import Example, Outcome, Record, Store
-from bench.tracks import TRACKS, Job, JobResult, Track
-from bench.training import TrainedModel, obtain_model, stable_hash
-from defenses import DEFENSES
+from bench.executors import Executor, make_executor
+from bench.spec import RunSpec
+from bench.store import Record, Store
+from bench.tracks import TRACKS, Dependency, Job, JobResult, Task, Track
+from bench.training import stable_hash
+from bench.worker import Cache, resolve_device, versions
 
 log = logging.getLogger(__name__)
 
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available on this machine (use --device cpu or auto)")
-    return torch.device(name)
+__all__ = ["Reporter", "Summary", "job_key", "resolve_device", "run"]
 
 
-def versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    found = {"python": platform.python_version(), "frontier-bench": bench.__version__}
-    for package in ("torch", "torchvision", "torchattacks", "adversarial-robustness-toolbox", "timm"):
-        with contextlib.suppress(md.PackageNotFoundError):
-            found[package] = md.version(package)
-    return found
-
-
-class Context:
-    """What jobs of one run share: data, device, trained models (memoized), a scratch memo."""
-
-    def __init__(self, spec: RunSpec, device: torch.device) -> None:
-        self.spec = spec
-        self.device = device
-        self.memo: dict[Any, Any] = {}
-        self._data: Dataset | None = None
-        self._model_key: Any = None
-        self._model: nn.Module | BaseException | None = None
-        self.trained: dict[tuple[str, str], TrainedModel] = {}
-        self.lookup: Callable[[str], Sequence[Outcome] | None] = lambda key: None  # set by the runner: the store
-
-    def outcomes(self, key: str) -> Sequence[Outcome] | None:
-        """Per-example outcomes of an earlier job of this run (None if it failed or was invalid)."""
-        return self.lookup(key)
-
-    @property
-    def dataset_id(self) -> dict[str, Any]:
-        """What identifies the training data in a model's recipe: name, parameters and content."""
-        params = {k: v for k, v in self.spec.dataset_params.items() if k not in ("root", "download")}
-        return {"name": self.spec.dataset, "params": params, "fingerprint": self.data.fingerprint}
-
-    @property
-    def data(self) -> Dataset:
-        if self._data is None:
-            self._data = DATASETS.create(self.spec.dataset, **self.spec.dataset_params)
-        return self._data
-
-    @property
-    def data_loaded(self) -> bool:
-        return self._data is not None
-
-    def eval_set(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The first ``n_examples`` test points, on the run's device (the same points for every job)."""
-        if "eval_set" not in self.memo:
-            n = self.spec.n_examples or len(self.data.y_test)
-            self.memo["eval_set"] = (self.data.x_test[:n].to(self.device), self.data.y_test[:n].to(self.device))
-        return self.memo["eval_set"]
-
-    def defense(self, defense: DefenseSpec) -> Any:
-        return DEFENSES.create(defense.name, **defense.params)
-
-    def model(self, model: ModelSpec, defense: DefenseSpec) -> nn.Module:
-        """The trained (cached) model behind ``defense``; the last one built is kept for the next job."""
-        key = (model, defense.name, tuple(sorted(defense.params.items())))
-        if key != self._model_key:
-            self._model_key = key
-            try:
-                chosen = self.defense(defense)
-                trainer = {"objective": chosen, "objective_id": [defense.name, dict(defense.params)]} if chosen.trains else {}
-                trained = obtain_model(model, self.data, self.dataset_id, self.spec.training, seed=self.spec.seed, device=self.device, **trainer)
-                self.trained[model.label, defense.label] = trained
-                self._model = chosen.wrap(trained.model).to(self.device)
-            except Exception as error:  # remembered: the next jobs of this model fail fast with the same message
-                self._model = error
-        if isinstance(self._model, BaseException):
-            raise self._model
-        assert self._model is not None
-        return self._model
-
-    def undefended(self, model: ModelSpec) -> nn.Module:
-        """The trained (cached) model with no defense, kept for the run: a transfer source for its defended versions."""
-        key = ("undefended", repr(model))  # a spec holds dicts: not hashable itself
-        if key not in self.memo:
-            self.memo[key] = obtain_model(model, self.data, self.dataset_id, self.spec.training, seed=self.spec.seed, device=self.device).model.to(self.device)
-        return self.memo[key]
-
-
-def job_key(track: str, identity: dict[str, Any]) -> str:
+def job_key(track: str, identity: Mapping) -> str:
     """The hash of everything that determines a job's result."""
     return stable_hash({"track": track, "version": bench.__version__, **identity}, length=24)
 
@@ -136,6 +51,9 @@ class Reporter:
     """Hooks for progress display; the CLI draws them with rich. The base class is silent."""
 
     def start(self, total: int, skipped: int) -> None: ...
+
+    def grow(self, total: int) -> None:
+        """A later round of planning added jobs: ``total`` is the new number planned."""
 
     def job_started(self, job: Job) -> None: ...
 
@@ -156,78 +74,173 @@ def begin(store: Store, spec: RunSpec, device: torch.device) -> None:
         store.set_meta("started_at", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     store.set_meta("versions", versions())
     store.set_meta("device", str(device) if device.type != "cuda" else torch.cuda.get_device_name(device))
+    store.set_meta("executor", spec.executor.name)
 
 
-def run(spec: RunSpec, out_dir: Path, *, reporter: Reporter | None = None) -> Summary:
+def record_of(track: Track, job: Job, result: JobResult) -> Record:
+    """The stored form of a job and what running it gave."""
+    return Record(
+        key=job.key,
+        track=track.name,
+        position=job.position,
+        labels=dict(job.labels),
+        status=result.status,
+        metrics=dict(result.metrics),
+        flags=sorted(set(result.flags)),
+        error=result.error,
+        seconds=result.seconds,
+        params=dict(job.payload.get("params", {})),
+        provenance=dict(result.provenance),
+    )
+
+
+def _plan(track: Track, spec: RunSpec, store: Store | None, planned: Mapping[str, Job]) -> list[Job]:
+    """The next round: jobs the track proposes now that were not planned before (keys must be unique within a round)."""
+    finished = {r.key: r for r in store.records(derived=False)} if store is not None else {}
+    jobs = track.plan(spec, finished)
+    seen: set[str] = set()
+    for job in jobs:
+        if job.key in seen:
+            raise RuntimeError(f"track '{track.name}' planned job {job.key} ({dict(job.labels)}) twice")
+        seen.add(job.key)
+    return [job for job in jobs if job.key not in planned]
+
+
+def run(spec: RunSpec, out_dir: Path, *, reporter: Reporter | None = None, executor: Executor | None = None) -> Summary:
     """Run every planned job of ``spec`` not yet in ``out_dir``'s store."""
     reporter = reporter or Reporter()
     started = time.perf_counter()
     device = resolve_device(spec.device)
     track: Track = TRACKS.create(spec.track)
-    jobs = track.plan(spec)
-    context = Context(spec, device)
     path = out_dir / "results.db"
-    done = set()
-    if path.is_file():
-        with Store(path, create=False) as previous:
-            done = previous.finished_keys()
-    todo = [job for job in jobs if job.key not in done]
-    if todo:
-        track.validate(spec, context)  # bad input found with the data in hand, before anything is written
+    existing = Store(path, create=False) if path.is_file() else None
+    try:
+        done = existing.finished_keys() if existing is not None else set()
+        first = _plan(track, spec, existing, {})
+    finally:
+        if existing is not None:
+            existing.close()
+    cache = Cache()
+    if any(job.key not in done for job in first):
+        track.validate(spec, cache)  # bad input found with the data in hand, before anything is written
     with Store(path) as store:
         begin(store, spec, device)
-        context.lookup = store.outcomes_of
-        if done:
-            log.info("resuming %s: %d of %d jobs already done", out_dir, len(jobs) - len(todo), len(jobs))
-        summary = Summary(out_dir, len(jobs), len(jobs) - len(todo), 0)
-        reporter.start(len(jobs), summary.skipped)
+        for key, value in track.run_meta(spec, cache).items():
+            store.set_meta(key, value)
+        summary = Summary(out_dir, 0, 0, 0)
+        workers = _Workers(spec, executor)
         try:
-            for job in todo:
-                reporter.job_started(job)
-                record, outcomes, examples = execute_with_examples(track, job, context, device)
-                store.put(record, outcomes, examples)
-                summary.ran += 1
-                if record.status == "failed":
-                    summary.failed.append(record)
-                reporter.job_finished(job, record)
+            _drive(track, spec, store, workers, first, done, summary, reporter)
         finally:
             reporter.stop()
+            workers.close()
         store.set_derived_flags(track.derive(store.records(derived=False), store.outcomes()))
         store.set_meta("finished_at", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-        if context.data_loaded:  # class names, for the report's gallery
-            store.set_meta("classes", [str(c) for c in context.data.classes])
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def execute(track: Track, job: Job, context: Context, device: torch.device) -> tuple[Record, Sequence[Outcome]]:
-    """Run one job with its own seed; an exception becomes a failed record, never a stopped run."""
-    record, outcomes, _ = execute_with_examples(track, job, context, device)
-    return record, outcomes
+class _Workers:
+    """The run's executor, started only when a job is to run (a finished folder starts no cluster)."""
+
+    def __init__(self, spec: RunSpec, given: Executor | None) -> None:
+        self.spec, self.given, self.started = spec, given, None
+
+    def get(self) -> Executor:
+        if self.given is not None:
+            return self.given
+        if self.started is None:
+            self.started = make_executor(self.spec.executor)
+        return self.started
+
+    def close(self) -> None:
+        if self.started is not None:
+            self.started.close()
 
 
-def execute_with_examples(track: Track, job: Job, context: Context, device: torch.device) -> tuple[Record, Sequence[Outcome], Sequence[Example]]:
-    """``execute``, plus the job's gallery examples (stored beside its record)."""
-    torch.manual_seed(int(job.key[:12], 16))
-    start = time.perf_counter()
-    base = dict(key=job.key, position=job.position, track=track.name, **job.columns)
-    provenance = {"device": str(device), "seed": context.spec.seed, "torch_threads": torch.get_num_threads()}
-    try:
-        result: JobResult = track.run(job, context)
-    except Exception as error:  # recorded with its message; the run goes on
-        log.warning("job %s failed: %s: %s", job.columns, type(error).__name__, error)
-        message = f"{type(error).__name__}: {error}".splitlines()[0]
-        return Record(**base, status="failed", error=message, seconds=time.perf_counter() - start, provenance=provenance), (), ()
-    record = Record(
-        **base,
-        n=result.n,
-        clean_accuracy=result.clean_accuracy,
-        robust_accuracy=result.robust_accuracy,
-        status=result.status,
-        flags=sorted(set(result.flags)),
-        seconds=result.seconds,
-        params=dict(job.payload.get("params", {})),
-        metrics=result.metrics,
-        provenance={**provenance, **result.provenance},
-    )
-    return record, result.outcomes, result.examples
+def _drive(track: Track, spec: RunSpec, store: Store, workers: _Workers, first: list[Job], done: set[str], summary: Summary, reporter: Reporter) -> None:
+    """Plan rounds until nothing is new; within a round, submit each job whose dependencies are all stored."""
+    planned: dict[str, Job] = {}
+    jobs = first
+    while jobs:
+        for job in jobs:
+            planned[job.key] = job
+        todo = [job for job in jobs if job.key not in done]
+        if summary.planned == 0:
+            reporter.start(len(jobs), len(jobs) - len(todo))
+        else:
+            reporter.grow(summary.planned + len(jobs))
+        summary.planned += len(jobs)
+        summary.skipped += len(jobs) - len(todo)
+        if done and todo and summary.planned == len(jobs):
+            log.info("resuming %s: %d of %d jobs already done", store.path.parent, len(jobs) - len(todo), len(jobs))
+        if todo:
+            _schedule(track, spec, store, workers.get(), todo, planned, summary, reporter)
+        done = store.finished_keys()
+        jobs = _plan(track, spec, store, planned)
+
+
+def _schedule(
+    track: Track, spec: RunSpec, store: Store, executor: Executor, todo: list[Job], planned: Mapping[str, Job], summary: Summary, reporter: Reporter
+) -> None:
+    waiting = sorted(todo, key=lambda job: job.position)
+    status = {r.key: r.status for r in store.records(derived=False)}
+    pending = {job.key for job in waiting}
+    in_flight: dict[str, Job] = {}
+
+    def finish(job: Job, result: JobResult) -> None:
+        record = record_of(track, job, result)
+        store.put(record, result.outcomes, result.artifacts)
+        status[job.key] = record.status
+        pending.discard(job.key)
+        summary.ran += 1
+        if record.status == "failed":
+            summary.failed.append(record)
+        reporter.job_finished(job, record)
+
+    while waiting or in_flight:
+        progressed = False
+        for job in list(waiting):
+            if len(in_flight) >= executor.slots:
+                break
+            missing = [k for k in job.depends_on if k not in planned]
+            failed = [k for k in job.depends_on if status.get(k) == "failed"]
+            if missing or failed:
+                waiting.remove(job)
+                reporter.job_started(job)
+                finish(job, JobResult(status="failed", error=_dependency_error(job, missing, failed, planned, store)))
+                progressed = True
+                continue
+            if any(k in pending or k not in status for k in job.depends_on):
+                continue  # a dependency is still to run (or running)
+            waiting.remove(job)
+            reporter.job_started(job)
+            executor.submit(Task(track.name, job, spec, _dependencies(store, job.depends_on)))
+            in_flight[job.key] = job
+            progressed = True
+        if in_flight:
+            for task, result in executor.wait():
+                finish(in_flight.pop(task.job.key), result)
+        elif not progressed:  # nothing runs and nothing can start: a dependency that will never be stored
+            for job in waiting:
+                finish(job, JobResult(status="failed", error=f"waits for jobs that never ran: {', '.join(k for k in job.depends_on if k in pending)}"))
+            waiting.clear()
+
+
+def _dependency_error(job: Job, missing: Sequence[str], failed: Sequence[str], planned: Mapping[str, Job], store: Store) -> str:
+    if missing:
+        return f"depends on job {missing[0]}, which the track never planned"
+    record = store.records(derived=False, keys=[failed[0]])[0]
+    what = " / ".join(str(v) for v in planned[failed[0]].labels.values() if v is not None)
+    return f"not run: the job it depends on ({what}) failed: {record.error}"
+
+
+def _dependencies(store: Store, keys: Sequence[str]) -> dict[str, Dependency]:
+    if not keys:
+        return {}
+    records = {r.key: r for r in store.records(derived=False, keys=list(keys))}
+    outcomes = store.outcomes(list(keys))
+    return {
+        key: Dependency(key, records[key].status, records[key].metrics, tuple(dict(o.values) for o in outcomes.get(key, ())))
+        for key in keys
+    }

@@ -11,18 +11,15 @@ from __future__ import annotations
 import json
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.errors import ParamError, UserError, did_you_mean
 
-TOP_LEVEL = (
-    "track", "dataset", "n_examples", "seed", "seeds", "device", "batch_size", "cascade", "checks", "adaptive",
-    "models", "defenses", "attacks", "estimators", "shifts", "ood", "training",
-)  # fmt: skip
-UNSET = {"estimators": (), "shifts": (), "ood": (), "seeds": 1}  # sections some tracks use; left out of the canonical text while unset
+HEADER = ("track", "dataset", "n_examples", "seed", "seeds", "device", "batch_size", "training", "executor")  # the harness's; the rest is the track's
 DEVICES = ("auto", "cpu", "cuda")
+EXECUTORS = ("serial", "ray")
 
 
 @dataclass(frozen=True)
@@ -79,7 +76,21 @@ class TrainingSpec:
 
 
 @dataclass(frozen=True)
+class ExecutorSpec:
+    """Where jobs run: ``serial`` (this process) or ``ray`` (a local cluster, or the one at ``address``)."""
+
+    name: str = "serial"
+    address: str | None = None  # ray: 'auto' or HOST:PORT joins a running cluster; None starts a local one
+    workers: int | None = None  # ray: tasks in flight (default: the cluster's CPUs / num_cpus)
+    num_cpus: float = 1.0  # ray: CPUs each task asks for (its torch threads: max(1, int(num_cpus)))
+    num_gpus: float = 0.0  # ray: GPUs (or a fraction) each job that may use one asks for
+    retries: int = 2  # ray: how often a task whose worker died is tried again
+
+
+@dataclass(frozen=True)
 class RunSpec:
+    """The common header, parsed by the harness, and ``section``: the track's own part, parsed by the track."""
+
     track: str
     dataset: str
     dataset_params: Mapping[str, Any]
@@ -87,29 +98,28 @@ class RunSpec:
     seed: int
     device: str
     batch_size: int
-    cascade: bool  # attacks of one norm and eps run on what earlier ones left robust
-    checks: bool  # sanity checks (flags) on models and attacks
-    adaptive: bool  # add the adaptive attack (EOT, BPDA) each defense's declared properties call for
-    models: tuple[ModelSpec, ...]
-    defenses: tuple[DefenseSpec, ...]
-    attacks: tuple[AttackSpec, ...]
     training: TrainingSpec
-    estimators: tuple[ComponentSpec, ...] = ()  # uncertainty estimators
-    shifts: tuple[ShiftSpec, ...] = ()  # dataset shifts, each at several levels
-    ood: tuple[ComponentSpec, ...] = ()  # out-of-distribution sets
-    seeds: int = 1  # replicates: seeds seed, seed + 1, ..., the spread shown in the leaderboard
+    section: Any  # the track's frozen dataclass
+    seeds: int = 1  # replicates (tracks with ``replicates``): seeds seed, seed + 1, ..., the spread shown in the leaderboard
+    executor: ExecutorSpec = field(default_factory=ExecutorSpec)
+
+    def __getattr__(self, name: str) -> Any:
+        """The section's fields read as the spec's own (``spec.models``)."""
+        if name.startswith("_") or name == "section":
+            raise AttributeError(name)
+        return getattr(self.section, name)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Header and section fields side by side (executor and device left out: they move results, never change them)."""
+        header = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("section", "executor", "device")}
+        data = {**asdict(self.section), **{k: asdict(v) if is_dataclass(v) else v for k, v in header.items()}}
+        if data["seeds"] == 1:  # specs that do not replicate keep the text (and hash) they had before seeds existed
+            data.pop("seeds")
+        return data
 
     def canonical(self) -> str:
-        """A stable JSON text of everything that shapes results (device excluded: it only moves them)."""
-        data = self.to_dict()
-        data.pop("device")
-        for name, unset in UNSET.items():  # specs that do not use a section keep the text (and hash) they had before it existed
-            if data[name] in (unset, list(unset) if isinstance(unset, tuple) else unset):
-                data.pop(name)
-        return json.dumps(data, sort_keys=True, default=str)
+        """A stable JSON text of everything that shapes results."""
+        return json.dumps(self.to_dict(), sort_keys=True, default=str)
 
 
 def _param_suffix(params: Mapping[str, Any]) -> str:
@@ -177,27 +187,23 @@ def _component_error(path: str, error: UserError) -> UserError:
 
 
 def build(raw: Mapping[str, Any], *, base_dir: Path | None = None) -> RunSpec:
-    """Validate a merged raw spec and freeze it; ``base_dir`` anchors relative paths (the spec's folder)."""
-    from attacks import ATTACKS
-    from bench.data import DATASETS
-    from bench.ood import OOD_SETS
-    from bench.shifts import SHIFTS
-    from bench.tracks import TRACKS
-    from defenses import DEFENSES
-    from models import ESTIMATORS, MODELS
+    """Validate a merged raw spec and freeze it: the header here, the rest by its track; ``base_dir`` anchors relative paths."""
+    from bench.catalog import registry
 
+    DATASETS, TRACKS = registry("datasets"), registry("tracks")
     base_dir = base_dir or Path.cwd()
-    for key in raw:
-        if key not in TOP_LEVEL:
-            raise _fail(f"spec.{key}", f"unknown field{did_you_mean(key, TOP_LEVEL)}; fields: {', '.join(TOP_LEVEL)}")
-
     track = _expect(raw.get("track", "adversarial"), str, "spec.track", "a track name")
     if track not in TRACKS:
         raise _fail("spec.track", str(TRACKS.unknown_error(track)))
-    uses = getattr(TRACKS.get(track), "sections", ())
-    for key in UNSET:
-        if key in raw and key not in uses:
-            raise _fail(f"spec.{key}", f"the {track} track does not use it (tracks that do: {', '.join(_tracks_using(key, TRACKS)) or 'none'})")
+    chosen = TRACKS.create(track)
+    allowed = (*HEADER, *chosen.fields)
+    for key in raw:
+        if key in allowed and (key != "seeds" or chosen.replicates):
+            continue
+        others = [name for name in TRACKS.names() if name != track and _track_reads(TRACKS, name, key)]
+        if others:
+            raise _fail(f"spec.{key}", f"the {track} track does not use it (tracks that do: {', '.join(others)})")
+        raise _fail(f"spec.{key}", f"unknown field{did_you_mean(key, allowed)}; fields: {', '.join(allowed)}")
 
     dataset_raw = raw.get("dataset", "digits")
     dataset_params: dict[str, Any] = {}
@@ -221,30 +227,138 @@ def build(raw: Mapping[str, Any], *, base_dir: Path | None = None) -> RunSpec:
     if device.split(":")[0] not in DEVICES:
         raise _fail("spec.device", f"must be one of {', '.join(DEVICES)} (or cuda:N), got '{device}'")
     batch_size = _int(raw.get("batch_size", 256), "spec.batch_size", 1)
-    cascade = _expect(raw.get("cascade", True), bool, "spec.cascade", "true or false")
-    checks = _expect(raw.get("checks", True), bool, "spec.checks", "true or false")
-    adaptive = _expect(raw.get("adaptive", True), bool, "spec.adaptive", "true or false")
-
-    models = tuple(_model(item, f"spec.models[{i}]", base_dir, MODELS) for i, item in enumerate(_table_list(raw.get("models"), "spec.models")))
-    defenses = _components(raw.get("defenses", [{"name": "none"}]), "spec.defenses", "a defense name", DEFENSES)
-    attacks = _attacks(_table_list(raw.get("attacks"), "spec.attacks"), ATTACKS)
     training = _training(raw.get("training", {}))
-    estimators = _components(raw.get("estimators"), "spec.estimators", "an estimator name", ESTIMATORS)
-    ood = _components(raw.get("ood"), "spec.ood", "an OOD set name", OOD_SETS)
-    shifts = _shifts(raw.get("shifts"), SHIFTS)
+    executor = _executor(raw.get("executor", {}))
+    section = chosen.parse({k: v for k, v in raw.items() if k not in HEADER}, base_dir=base_dir)
+    return RunSpec(track, dataset, dataset_params, n_examples, seed, device, batch_size, training, section, seeds=seeds, executor=executor)
+
+
+def _track_reads(tracks: Any, name: str, key: str) -> bool:
+    try:
+        track = tracks.create(name)
+    except Exception:  # a broken plugin track must not hide the real error
+        return False
+    return key in track.fields or (key == "seeds" and track.replicates)
+
+
+def _executor(raw: Any) -> ExecutorSpec:
+    if isinstance(raw, str):
+        raw = {"name": raw}
+    _expect(raw, Mapping, "spec.executor", "a table or an executor name")
+    known = [f.name for f in fields(ExecutorSpec)]
+    for key in raw:
+        if key not in known:
+            raise _fail(f"spec.executor.{key}", f"unknown field{did_you_mean(key, known)}; fields: {', '.join(known)}")
+    spec = ExecutorSpec(**raw)
+    if spec.name not in EXECUTORS:
+        raise _fail("spec.executor.name", f"must be one of {', '.join(EXECUTORS)}, got {spec.name!r}{did_you_mean(str(spec.name), EXECUTORS)}")
+    if spec.address is not None:
+        _expect(spec.address, str, "spec.executor.address", "'auto' or HOST:PORT")
+    if spec.workers is not None:
+        _int(spec.workers, "spec.executor.workers", 1)
+    _int(spec.retries, "spec.executor.retries", 0)
+    for name in ("num_cpus", "num_gpus"):
+        value = _expect(getattr(spec, name), (int, float), f"spec.executor.{name}", "a number")
+        if value < 0 or (name == "num_cpus" and value == 0):
+            raise _fail(f"spec.executor.{name}", f"must be {'> 0' if name == 'num_cpus' else '>= 0'}, got {value}")
+    return spec
+
+
+# -- parsers of the fields several tracks share (a track's ``parse`` calls these) --------
+def fail(path: str, message: str) -> UserError:
+    """The one-line spec error: ``spec.attacks[1].eps: must be > 0, got -0.03``."""
+    return _fail(path, message)
+
+
+def boolean(raw: Mapping[str, Any], name: str, default: bool) -> bool:
+    return _expect(raw.get(name, default), bool, f"spec.{name}", "true or false")
+
+
+def integer(raw: Mapping[str, Any], name: str, default: int, minimum: int) -> int:
+    return _int(raw.get(name, default), f"spec.{name}", minimum)
+
+
+def models_field(raw: Any, base_dir: Path) -> tuple[ModelSpec, ...]:
+    """``[[models]]``: each a registered model name with parameters, an optional checkpoint (checked now) and ``train``."""
+    from bench.catalog import registry
+
+    models = tuple(_model(item, f"spec.models[{i}]", base_dir, registry("models")) for i, item in enumerate(_table_list(raw, "spec.models")))
     _unique("spec.models", [m.label for m in models])
-    _unique("spec.defenses", [d.label for d in defenses])
-    _unique("spec.estimators", [e.label for e in estimators])
-    _unique("spec.ood", [o.label for o in ood])
+    return models
+
+
+def components_field(raw: Any, name: str, what: str, kind: str | None = None) -> tuple[ComponentSpec, ...]:
+    """An optional list of named components (``[[defenses]]``, ``[[estimators]]``, ...) of a ``bench.catalog`` kind, each built once to check it."""
+    from bench.catalog import registry
+
+    specs = _components(raw, f"spec.{name}", what, registry(kind or name))
+    _unique(f"spec.{name}", [c.label for c in specs])
+    return specs
+
+
+def attacks_field(raw: Any) -> tuple[AttackSpec, ...]:
+    """``[[attacks]]``: each a registered attack with an eps grid and parameters, checked at every eps."""
+    from bench.catalog import registry
+
+    return _attacks(_table_list(raw, "spec.attacks"), registry("attacks"))
+
+
+def shifts_field(raw: Any) -> tuple[ShiftSpec, ...]:
+    """``[[shifts]]``: each a registered shift at its ``levels``."""
+    from bench.catalog import registry
+
+    shifts = _shifts(raw, registry("shifts"))
     _unique("spec.shifts", [s.name + _param_suffix(s.params) for s in shifts])
-    return RunSpec(
-        track, dataset, dataset_params, n_examples, seed, device, batch_size, cascade, checks, adaptive, models, defenses, attacks, training,
-        estimators=estimators, shifts=shifts, ood=ood, seeds=seeds,
-    )  # fmt: skip
+    return shifts
 
 
-def _tracks_using(section: str, tracks: Any) -> list[str]:
-    return [name for name in tracks.names() if section in getattr(tracks.get(name), "sections", ())]
+def spec_from(
+    *,
+    config: Path | None = None,
+    track: str | None = None,
+    seed: int | None = None,
+    n_examples: int | None = None,
+    device: str | None = None,
+    data_root: str | None = None,
+    download: bool | None = None,
+    executor: str | None = None,
+    address: str | None = None,
+) -> RunSpec:
+    """The validated spec from its sources: the track's defaults, then the spec file, then these overrides."""
+    from bench.tracks import TRACKS
+
+    user: dict[str, Any] = {}
+    base_dir = Path.cwd()
+    if config is not None:
+        config = Path(config)
+        user = read_toml(config)
+        base_dir = config.resolve().parent
+    track_name = track or user.get("track") or "adversarial"
+    if track and user.get("track") not in (None, track):
+        raise UserError(f"--track {track} contradicts spec.track = '{user['track']}'")
+    if not isinstance(track_name, str) or track_name not in TRACKS:
+        raise UserError(str(TRACKS.unknown_error(str(track_name))))
+    defaults = TRACKS.create(track_name).default_spec(user)
+    overrides: dict[str, Any] = {"track": track_name, "seed": seed, "n_examples": n_examples, "device": device}
+    raw = merge(defaults, user, overrides)
+    if data_root is not None or download:
+        dataset = raw.get("dataset", "digits")
+        dataset = dict(dataset) if isinstance(dataset, dict) else {"name": dataset}
+        if data_root is not None:
+            dataset["root"] = str(Path(data_root).resolve())
+        if download:
+            dataset["download"] = True
+        raw["dataset"] = dataset
+    if executor is not None or address is not None:
+        table = raw.get("executor", {})
+        table = dict(table) if isinstance(table, Mapping) else {"name": table}
+        if executor is not None:
+            table["name"] = executor
+        if address is not None:
+            table["address"] = address
+            table.setdefault("name", "ray")
+        raw["executor"] = table
+    return build(raw, base_dir=base_dir)
 
 
 def _components(raw: Any, path: str, what: str, registry: Any) -> tuple[ComponentSpec, ...]:

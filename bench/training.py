@@ -4,7 +4,8 @@ The recipe is everything that determines the weights: model name and
 parameters, starting checkpoint (by content), dataset, training settings,
 seed and code version. Ten attacks on one model train it once; a second run
 takes the weights from the cache (``BENCH_CACHE``, default
-``~/.cache/frontier-bench``).
+``~/.cache/frontier-bench``). Workers on one machine share that cache: a lock
+per recipe makes one of them train it while the others wait and load it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
+from filelock import FileLock
 from torch import nn
 
 import bench
@@ -120,14 +122,16 @@ def _obtain_model(
     if not spec.train:
         return TrainedModel(model.to(device).eval(), key, False, 0.0)
     path = cache_dir() / "models" / f"{key}.safetensors"
-    if path.is_file():
-        load_checkpoint(model, path)
-        log.info("cache hit: %s (recipe %s) from %s", spec.label, key, path)
-        return TrainedModel(model.to(device).eval(), key, True, time.perf_counter() - start)
-    log.info("training %s%s on %s: %d epochs (recipe %s)", spec.label, f" with {objective_id[0]}" if objective_id else "", data.name, training.epochs, key)
-    train_classifier(model, data, training, seed=seed, device=device, objective=objective)
-    save_checkpoint(model, path)
-    path.with_suffix(".json").write_text(json.dumps(the_recipe, indent=2, default=str))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(path.with_suffix(".lock")):  # workers sharing the cache: one trains a recipe, the others wait and load it
+        if path.is_file():
+            load_checkpoint(model, path)
+            log.info("cache hit: %s (recipe %s) from %s", spec.label, key, path)
+            return TrainedModel(model.to(device).eval(), key, True, time.perf_counter() - start)
+        log.info("training %s%s on %s: %d epochs (recipe %s)", spec.label, f" with {objective_id[0]}" if objective_id else "", data.name, training.epochs, key)
+        train_classifier(model, data, training, seed=seed, device=device, objective=objective)
+        save_checkpoint(model, path)
+        path.with_suffix(".json").write_text(json.dumps(the_recipe, indent=2, default=str))
     seconds = time.perf_counter() - start
     log.info("trained %s in %.1f s; cached as %s", spec.label, seconds, path)
     return TrainedModel(model.eval(), key, False, seconds)

@@ -1,23 +1,25 @@
 """``bench compare RUN_A RUN_B``: what changed, cell by cell.
 
-Cells are matched by what identifies them (track, model, defense, attack,
-dataset, norm, eps); for each pair the accuracies, the status and the flags
-are compared. Cells found in only one run are listed, not dropped.
+Cells are matched by what identifies them (the track and its cell
+dimensions: model, defense, attack, dataset, norm, eps for the adversarial
+track); for each pair every metric the track declares, the status and the
+flags are compared. A metric declared per fewer dimensions (clean accuracy: per
+model, defense and dataset) gets one line per value of those, not one per cell.
+Cells found in only one run are listed, not dropped.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tabulate import tabulate
 
-from reports.leaderboard import NORM_TITLES, ROW_FIELDS, percent, row_key
+from reports.leaderboard import NORM_TITLES, ROW_FIELDS, percent
 
-METRICS = ("clean_accuracy", "robust_accuracy")
-_ROW_HEADERS = ["model", "defense", "attack", "dataset", "norm", "eps"]
+METRICS = {"clean_accuracy": ("model", "defense", "dataset"), "robust_accuracy": None}  # metric -> its scope (None: every dimension)
 _TITLES = {"clean_accuracy": "clean %", "robust_accuracy": "robust %", "status": "status", "flags": "flags"}
 
 
@@ -25,14 +27,14 @@ _TITLES = {"clean_accuracy": "clean %", "robust_accuracy": "robust %", "status":
 class Change:
     """One field of one cell that differs between the runs."""
 
-    row: tuple  # the values of ROW_FIELDS
-    field: str  # clean_accuracy | robust_accuracy | status | flags
+    row: tuple  # the values of the comparison's fields
+    field: str  # a metric | status | flags
     before: Any
     after: Any
 
     @property
     def delta(self) -> float | None:
-        if self.field in METRICS and self.before is not None and self.after is not None:
+        if self.field not in ("status", "flags") and self.before is not None and self.after is not None:
             return self.after - self.before
         return None
 
@@ -44,17 +46,32 @@ class Comparison:
     only_after: tuple[tuple, ...]
     compared: int  # cells found in both runs
     changed: int  # of those, cells with at least one change
+    fields: tuple[str, ...] = ROW_FIELDS  # what identifies a cell: the track, then its cell dimensions
+    scopes: Mapping[str, tuple[str, ...] | None] = field(default_factory=lambda: dict(METRICS))  # each compared metric's scope
 
 
-def compare_cells(before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[str, Any]]) -> Comparison:
-    old = {row_key(c): c for c in before}
-    new = {row_key(c): c for c in after}
+def _metric(cell: Mapping[str, Any], name: str) -> Any:
+    value = cell.get(name, (cell.get("metrics") or {}).get(name))
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def compare_cells(
+    before: Sequence[Mapping[str, Any]],
+    after: Sequence[Mapping[str, Any]],
+    *,
+    fields: Sequence[str] = ROW_FIELDS,
+    metrics: Mapping[str, tuple[str, ...] | None] | None = None,
+) -> Comparison:
+    """Cells matched by ``fields``; ``metrics``: the names to compare with their scope (default: clean and robust accuracy)."""
+    scopes = dict(METRICS if metrics is None else metrics)
+    old = {tuple(c.get(k) for k in fields): c for c in before}
+    new = {tuple(c.get(k) for k in fields): c for c in after}
     changes = []
     changed = 0
     common = [k for k in old if k in new]
     for key in common:
         a, b = old[key], new[key]
-        found = [Change(key, m, a.get(m), b.get(m)) for m in METRICS if not _same(a.get(m), b.get(m))]
+        found = [Change(key, m, _metric(a, m), _metric(b, m)) for m in scopes if not _same(_metric(a, m), _metric(b, m))]
         if a.get("status") != b.get("status"):
             found.append(Change(key, "status", a.get("status"), b.get("status")))
         if sorted(a.get("flags") or []) != sorted(b.get("flags") or []):
@@ -67,6 +84,8 @@ def compare_cells(before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[s
         tuple(k for k in new if k not in old),
         len(common),
         changed,
+        tuple(fields),
+        scopes,
     )
 
 
@@ -77,49 +96,63 @@ def _same(a: float | None, b: float | None) -> bool:
 
 
 def _show(field: str, value: Any) -> str:
-    if field in METRICS:
-        return percent(value) or "-"
     if field == "flags":
         return ", ".join(value) or "-"
-    return str(value)
+    if field == "status":
+        return str(value)
+    if field.endswith("accuracy"):  # a fraction, shown in percent as the leaderboard does
+        return percent(value) or "-"
+    return "-" if value is None else f"{value:.4g}"
 
 
-def _row_cells(key: tuple) -> list[str]:
-    row = dict(zip(ROW_FIELDS, key, strict=True))
-    eps = row["eps"]
-    return [row["model"], row["defense"], row["attack"], row["dataset"], NORM_TITLES.get(row["norm"], row["norm"] or ""), "" if eps is None else f"{eps:g}"]
+def _delta(field: str, delta: float | None) -> str:
+    if delta is None:
+        return ""
+    return f"{100 * delta:+.1f}" if field.endswith("accuracy") else f"{delta:+.4g}"
+
+
+def _shown(name: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if name == "norm":
+        return NORM_TITLES.get(value, value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _row_cells(key: tuple, fields: Sequence[str]) -> list[str]:
+    return [_shown(name, value) for name, value in zip(fields, key, strict=True) if name != "track"]
 
 
 def comparison_markdown(comparison: Comparison, *, before: str, after: str) -> str:
     """A table of the changes (A and B side by side, with the difference in points), then the cells of only one run."""
     lines = [f"# Changes: {before} -> {after}", ""]
-    clean: dict[tuple, list[str]] = {}  # one line per model x defense x dataset: clean accuracy does not depend on the attack
-    for change in comparison.changes:
-        if change.field == "clean_accuracy":
-            row = dict(zip(ROW_FIELDS, change.row, strict=True))
-            delta = change.delta
-            shown = [_show(change.field, change.before), _show(change.field, change.after), "" if delta is None else f"{100 * delta:+.1f}"]
-            clean.setdefault((row["model"], row["defense"], row["dataset"], *shown), [row["model"], row["defense"], row["dataset"], *shown])
-    if clean:
-        headers = ["model", "defense", "dataset", "clean % A", "clean % B", "B - A"]
-        lines += ["## Clean accuracy", "", tabulate(list(clean.values()), headers=headers, tablefmt="github", disable_numparse=True), ""]
-    cells = [c for c in comparison.changes if c.field != "clean_accuracy"]
+    headers = [f for f in comparison.fields if f != "track"]
+    for metric, scope in comparison.scopes.items():  # a scoped metric: one line per value of its scope, not one per cell
+        if scope is None:
+            continue
+        scoped: dict[tuple, list[str]] = {}
+        for change in (c for c in comparison.changes if c.field == metric):
+            row = dict(zip(comparison.fields, change.row, strict=True))
+            shown = [_show(metric, change.before), _show(metric, change.after), _delta(metric, change.delta)]
+            values = [_shown(d, row.get(d)) for d in scope]
+            scoped.setdefault(tuple(values + shown), values + shown)
+        if scoped:
+            title = _TITLES.get(metric, metric)
+            table = tabulate(list(scoped.values()), headers=[*scope, f"{title} A", f"{title} B", "B - A"], tablefmt="github", disable_numparse=True)
+            lines += [f"## {metric.replace('_', ' ').capitalize()}", "", table, ""]
+    cells = [c for c in comparison.changes if comparison.scopes.get(c.field) is None]
     if cells:
         lines += ["## Cells", ""]
         table = []
         for change in cells:
-            delta = change.delta
-            table.append(
-                _row_cells(change.row)
-                + [_TITLES[change.field], _show(change.field, change.before), _show(change.field, change.after), "" if delta is None else f"{100 * delta:+.1f}"]
-            )
-        headers = [*_ROW_HEADERS, "what", "A", "B", "B - A"]
-        lines += [tabulate(table, headers=headers, tablefmt="github", disable_numparse=True), ""]
+            shown = [_show(change.field, change.before), _show(change.field, change.after), _delta(change.field, change.delta)]
+            table.append(_row_cells(change.row, comparison.fields) + [_TITLES.get(change.field, change.field), *shown])
+        lines += [tabulate(table, headers=[*headers, "what", "A", "B", "B - A"], tablefmt="github", disable_numparse=True), ""]
     if not comparison.changes:
         lines += ["No cell changed.", ""]
     for title, keys in ((f"Only in A ({before})", comparison.only_before), (f"Only in B ({after})", comparison.only_after)):
         if keys:
-            table = tabulate([_row_cells(k) for k in keys], headers=_ROW_HEADERS, tablefmt="github", disable_numparse=True)
+            table = tabulate([_row_cells(k, comparison.fields) for k in keys], headers=headers, tablefmt="github", disable_numparse=True)
             lines += [f"## {title}", "", table, ""]
     lines.append(
         f"{comparison.compared} cells in both runs: {comparison.changed} changed, {comparison.compared - comparison.changed} unchanged; "
@@ -130,7 +163,7 @@ def comparison_markdown(comparison: Comparison, *, before: str, after: str) -> s
 
 def comparison_json(comparison: Comparison) -> str:
     def row(key: tuple) -> dict[str, Any]:
-        return dict(zip(ROW_FIELDS, key, strict=True))
+        return dict(zip(comparison.fields, key, strict=True))
 
     return json.dumps(
         {

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reports.gallery import GalleryGroup, gallery_html
-from reports.leaderboard import NORM_TITLES, Table, at_eps, failed_cells, footnote, percent, sections, used_flags
+from reports.leaderboard import NORM_TITLES, Table, cell_title, failed_cells, footnote, percent, sections, used_flags
 from reports.plots import Plot, slug, to_svg
 
 _CSS = """
@@ -198,7 +198,7 @@ def _flags_and_failures(cells: Sequence[Mapping[str, Any]], *, explanations: Map
     failed = failed_cells(cells)
     if failed:
         items = "".join(
-            f"<li>{html.escape(c['model'])} / {html.escape(c['defense'])} / {html.escape(c['attack'])}{at_eps(c)}: <code>{html.escape(c['error'])}</code></li>"
+            f"<li>{html.escape(cell_title(c))}: <code>{html.escape(c['error'])}</code></li>"
             for c in failed
         )
         parts.append(f"<h3>Failed jobs</h3><ul>{items}</ul>")

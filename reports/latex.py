@@ -11,7 +11,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from reports.leaderboard import Table, at_eps, failed_cells, footnote, sections, table_rows, used_flags
+from reports.leaderboard import Table, cell_title, failed_cells, footnote, sections, table_rows, used_flags
 
 _SPECIAL = {
     "\\": r"\textbackslash{}",
@@ -89,7 +89,7 @@ def leaderboard_latex(
     failed = failed_cells(cells)
     if failed:
         lines += ["\\paragraph{Failed jobs.}", "\\begin{itemize}"]
-        lines += [f"  \\item {escape(c['model'])} / {escape(c['defense'])} / {escape(c['attack'])}{at_eps(c)}: {escape(c['error'])}" for c in failed]
+        lines += [f"  \\item {escape(cell_title(c))}: {escape(c['error'])}" for c in failed]
         lines += ["\\end{itemize}", ""]
     return "\n".join(lines)
 

@@ -94,6 +94,13 @@ class Table:
         return f"## {self.title}\n\n{table}\n" + (f"\n{self.note}\n" if self.note else "")
 
 
+def tables_markdown(tables: Sequence[Table], *, title: str = "Leaderboard") -> str:
+    """A leaderboard page in markdown from a track's own tables (the default ``Track.markdown``)."""
+    if not tables:
+        return f"# {title}\n\nNo results yet.\n"
+    return "\n".join([f"# {title}", "", *(table.markdown() for table in tables)]) + "\n"
+
+
 def row_key(cell: Mapping[str, Any]) -> tuple:
     return tuple(cell.get(k) for k in ROW_FIELDS)
 
@@ -136,6 +143,13 @@ def at_eps(cell: Mapping[str, Any]) -> str:
 
 def failed_cells(cells: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return [c for c in cells if c["status"] == "failed" and c.get("error")]
+
+
+def cell_title(cell: Mapping[str, Any]) -> str:
+    """A cell named for people: its ``label`` (the track's, set when a run is loaded), else model / defense / attack at eps."""
+    if cell.get("label"):
+        return str(cell["label"])
+    return " / ".join(str(cell[k]) for k in ("model", "defense", "attack") if cell.get(k) is not None) + at_eps(cell)
 
 
 def footnote(cells: Sequence[Mapping[str, Any]]) -> str:
@@ -190,7 +204,7 @@ def robustness_markdown(cells: Sequence[Mapping[str, Any]], *, worst_case: str, 
     failed = failed_cells(cells)
     if failed:
         lines += ["## Failed jobs", ""]
-        lines += [f"- {c['model']} / {c['defense']} / {c['attack']}{at_eps(c)}: {c['error']}" for c in failed]
+        lines += [f"- {cell_title(c)}: {c['error']}" for c in failed]
         lines.append("")
     lines.append(footnote(cells))
     return "\n".join(lines) + "\n"

@@ -46,7 +46,7 @@ def aggregate(records: Sequence[Any]) -> list[dict[str, Any]]:
     """One cell per model x estimator x dataset, in plan order, from the records of its seeds."""
     groups: dict[tuple, list[Any]] = {}
     for record in records:
-        groups.setdefault((record.model, record.defense, record.dataset), []).append(record)
+        groups.setdefault((record.model, record.estimator, record.dataset), []).append(record)
     return [_cell(members) for members in groups.values()]
 
 
@@ -56,9 +56,9 @@ def _cell(members: Sequence[Any]) -> dict[str, Any]:
     cell: dict[str, Any] = {
         "track": first.track,
         "model": first.model,
-        "defense": first.defense,
-        "estimator": first.defense,
-        "attack": first.attack,
+        "defense": first.estimator,
+        "estimator": first.estimator,
+        "attack": "uncertainty",
         "dataset": first.dataset,
         "norm": None,
         "eps": None,

@@ -98,3 +98,11 @@ def two_channel_data():
     x = torch.rand(120, 2, 5, 5, generator=generator)
     y = (x.mean(dim=(1, 2, 3)) > 0.5).long()
     return Dataset("two-channel", x[:80], y[:80], x[80:], y[80:], ["low", "high"])
+
+
+@dataclass(frozen=True, kw_only=True)
+class RaisingAttack(Attack):
+    """Crashes: its job fails, and the cascade steps after it must not run on all points."""
+
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("this attack always crashes")

@@ -19,7 +19,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from attacks.base import preserved_modes
+from bench.guard import preserved_modes
 
 
 @dataclass(frozen=True, eq=False)

@@ -19,8 +19,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from attacks.base import preserved_modes
 from bench.errors import UserError, require
+from bench.guard import preserved_modes
 from models.estimators import ESTIMATORS
 from models.estimators.base import Estimator
 

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attacks.base import preserved_modes
 from bench.errors import require
+from bench.guard import preserved_modes
 from models.estimators import ESTIMATORS
 from models.estimators.base import Estimator, LogPredictive
 

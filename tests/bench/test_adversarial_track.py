@@ -6,9 +6,10 @@ import torch
 
 from bench import runner
 from bench import spec as specs
-from bench.runner import Context, execute
 from bench.store import Outcome, Record, Store
-from bench.tracks import TRACKS
+from bench.tracks import TRACKS, Dependency, Task
+from bench.tracks.adversarial import defended, gallery
+from bench.worker import Cache, eval_set, execute
 
 TRACK = TRACKS.create("adversarial")
 
@@ -28,10 +29,29 @@ def measured(records):
     return [r for r in records if r.attack != "sanity-checks"]
 
 
+def rec(key, *, status="ok", n=4, **labels):
+    """A stored adversarial record with these labels (model m, no defense, dataset d, Linf eps 0.1 unless given)."""
+    labels = {"model": "m", "defense": "none", "attack": "pgd", "dataset": "d", "norm": "linf", "eps": 0.1, **labels}
+    return Record(key=key, track="adversarial", position=0, labels=labels, status=status, metrics={"n": n})
+
+
+def outcome(example, clean_correct, robust):
+    return Outcome(example, {"clean_correct": clean_correct, "robust": robust})
+
+
+def run_jobs(spec, cache):
+    """Every planned job in plan order, in this process, each given its dependencies' results as the driver would."""
+    done = {}
+    for job in TRACK.plan(spec, {}):
+        deps = {k: Dependency(k, done[k].status, done[k].metrics, tuple(done[k].outcomes)) for k in job.depends_on}
+        done[job.key] = execute(Task("adversarial", job, spec, deps), cache)
+    return list(done.values())
+
+
 def test_plan_chains_attacks_per_norm_and_eps_after_one_sanity_job_per_norm():
     spec = small_spec([{"name": "fgsm", "eps": [0.1, 0.2]}, {"name": "pgd", "eps": 0.1, "steps": 3}, {"name": "pgd-l2", "eps": 1.0, "steps": 3}])
-    jobs = TRACK.plan(spec)
-    assert [(j.columns["attack"], j.columns["norm"], j.columns["eps"]) for j in jobs] == [
+    jobs = TRACK.plan(spec, {})
+    assert [(j.labels["attack"], j.labels["norm"], j.labels["eps"]) for j in jobs] == [
         ("sanity-checks", "linf", None),
         ("sanity-checks", "l2", None),
         ("fgsm", "linf", 0.1),
@@ -39,21 +59,24 @@ def test_plan_chains_attacks_per_norm_and_eps_after_one_sanity_job_per_norm():
         ("pgd", "linf", 0.1),
         ("pgd-l2", "l2", 1.0),
     ]
-    assert jobs[4].depends_on == (jobs[2].key,)  # pgd at 0.1 runs on what fgsm at 0.1 left
-    assert jobs[3].depends_on == () and jobs[5].depends_on == ()
+    source = jobs[0].key  # the block's first job measures the clean predictions every other job reads
+    assert jobs[0].depends_on == () and all(j.depends_on[0] == source for j in jobs[1:])
+    assert jobs[4].depends_on == (source, jobs[2].key)  # pgd at 0.1 runs on what fgsm at 0.1 left
+    assert jobs[3].depends_on == (source,) and jobs[5].depends_on == (source,)
     assert len({j.key for j in jobs}) == len(jobs)
-    assert [j.key for j in TRACK.plan(spec)] == [j.key for j in jobs]
+    assert [j.key for j in TRACK.plan(spec, {})] == [j.key for j in jobs]
     other_seed = small_spec([{"name": "fgsm", "eps": [0.1, 0.2]}, {"name": "pgd", "eps": 0.1, "steps": 3}, {"name": "pgd-l2", "eps": 1.0, "steps": 3}], seed=1)
-    assert not {j.key for j in TRACK.plan(other_seed)} & {j.key for j in jobs}
+    assert not {j.key for j in TRACK.plan(other_seed, {})} & {j.key for j in jobs}
     independent = small_spec([{"name": "fgsm", "eps": 0.1}, {"name": "pgd", "eps": 0.1}], cascade=False, checks=False)
-    assert [j.depends_on for j in TRACK.plan(independent)] == [(), ()]
+    first, second = TRACK.plan(independent, {})
+    assert first.depends_on == () and second.depends_on == (first.key,) and second.payload["before"] == []  # clean predictions only
 
 
 def test_an_attack_leaving_its_ball_is_invalid_never_robustness(tmp_path):
     records, outcomes = run_spec(small_spec([{"name": "tests.helpers:LeakyAttack", "eps": 0.1}, {"name": "fgsm", "eps": 0.1}], checks=False), tmp_path)
     leaky, honest = measured(records)
     assert leaky.status == "invalid" and leaky.robust_accuracy is None and "outside-threat-model" in leaky.flags
-    assert leaky.key not in outcomes
+    assert all("robust" not in o.values for o in outcomes[leaky.key])  # its clean predictions only, never robustness
     assert honest.status == "ok" and honest.robust_accuracy is not None  # the cascade went on from the clean points
     worst = next(c for c in TRACK.cells(records, outcomes) if c["attack"] == "worst-case")
     assert worst["robust_accuracy"] == honest.robust_accuracy and "worst-case-incomplete" in worst["flags"]
@@ -62,24 +85,19 @@ def test_an_attack_leaving_its_ball_is_invalid_never_robustness(tmp_path):
 def test_attacks_that_touch_the_model_are_flagged_and_the_mode_restored():
     attacks = [{"name": "tests.helpers:ModeSwitchingAttack", "eps": 0.1}, {"name": "tests.helpers:WeightEditingAttack", "eps": 0.1}]
     spec = small_spec(attacks, checks=False, cascade=False)
-    context = Context(spec, torch.device("cpu"))
-    jobs = TRACK.plan(spec)
-    switching, _ = execute(TRACK, jobs[0], context, torch.device("cpu"))
+    cache = Cache()
+    switching, editing = run_jobs(spec, cache)
     assert "changed-model-mode" in switching.flags and switching.status == "ok"
-    model = context.model(spec.models[0], spec.defenses[0])
+    model, _ = defended.defended(spec, spec.models[0], spec.defenses[0], cache)
     assert not any(m.training for m in model.modules())
-    editing, _ = execute(TRACK, jobs[1], context, torch.device("cpu"))
     assert editing.status == "invalid" and "modified-model" in editing.flags
 
 
 def test_worst_case_is_the_per_example_minimum_over_valid_attacks():
-    def rec(key, attack, status="ok"):
-        return Record(key=key, position=0, track="adversarial", model="m", defense="none", attack=attack, dataset="d", norm="linf", eps=0.1, n=4, status=status)
-
-    records = [rec("a", "fgsm"), rec("b", "pgd"), rec("c", "leaky", status="invalid")]
+    records = [rec("a", attack="fgsm"), rec("b", attack="pgd"), rec("c", attack="leaky", status="invalid")]
     outcomes = {
-        "a": [Outcome(0, True, True), Outcome(1, True, False), Outcome(2, True, True), Outcome(3, False, False)],
-        "b": [Outcome(0, True, False), Outcome(1, True, True), Outcome(2, True, True), Outcome(3, False, False)],
+        "a": [outcome(0, True, True), outcome(1, True, False), outcome(2, True, True), outcome(3, False, False)],
+        "b": [outcome(0, True, False), outcome(1, True, True), outcome(2, True, True), outcome(3, False, False)],
     }
     worst = [c for c in TRACK.cells(records, outcomes) if c["attack"] == "worst-case"]
     assert len(worst) == 1
@@ -116,27 +134,23 @@ def test_sanity_flags_are_stored_on_every_row_of_the_model(tmp_path):
 
 
 def test_robust_accuracy_rising_with_eps_is_flagged():
-    def rec(key, eps):
-        return Record(key=key, position=0, track="adversarial", model="m", defense="none", attack="pgd", dataset="d", norm="linf", eps=eps, n=4, status="ok")
-
-    records = [rec("small", 0.1), rec("large", 0.2)]
+    records = [rec("small", eps=0.1), rec("large", eps=0.2)]
     outcomes = {
-        "small": [Outcome(i, True, i < 1) for i in range(4)],  # 25 %
-        "large": [Outcome(i, True, i < 3) for i in range(4)],  # 75 % at a larger eps
+        "small": [outcome(i, True, i < 1) for i in range(4)],  # 25 %
+        "large": [outcome(i, True, i < 3) for i in range(4)],  # 75 % at a larger eps
     }
     assert TRACK.derive(records, outcomes) == {"large": ["not-monotone-in-eps"]}
 
 
 def test_each_job_keeps_a_few_gallery_examples_successful_attacks_first():
-    from bench.runner import execute_with_examples
-
     spec = small_spec([{"name": "pgd", "eps": 0.2, "steps": 5}, {"name": "tests.helpers:LeakyAttack", "eps": 0.1}], checks=False, cascade=False)
-    context = Context(spec, torch.device("cpu"))
-    (record, outcomes, examples), (_, _, leaky_examples) = [execute_with_examples(TRACK, job, context, torch.device("cpu")) for job in TRACK.plan(spec)]
-    assert leaky_examples == ()  # an invalid job shows nothing
+    cache = Cache()
+    result, leaky = run_jobs(spec, cache)
+    assert gallery.ARTIFACT not in leaky.artifacts  # an invalid job shows nothing
+    examples = gallery.decode(result.artifacts[gallery.ARTIFACT])
     assert len(examples) == 4 and [e.example for e in examples] == sorted(e.example for e in examples)
-    x, y = context.eval_set()
-    fooled = [o.example for o in outcomes if o.clean_correct and not o.robust]
+    x, y = eval_set(spec, cache)
+    fooled = [i for i, o in enumerate(result.outcomes) if o["clean_correct"] and not o["robust"]]
     assert len(fooled) >= 4 and {e.example for e in examples} == set(fooled[:4])
     for e in examples:
         assert e.label == int(y[e.example]) and e.clean_prediction == e.label and e.adversarial_prediction != e.label

@@ -9,9 +9,9 @@ from torch import nn
 import bench
 from attacks import ATTACKS
 from attacks.base import AttackResult
-from bench import sanity
 from bench.data import DATASETS
 from bench.spec import ModelSpec, TrainingSpec
+from bench.tracks.adversarial import sanity
 from bench.training import build_model, train_classifier
 
 
@@ -47,7 +47,7 @@ def test_cascade_equals_the_per_example_minimum_of_standalone_attacks(trained_cn
 
 
 def test_the_default_cascade_ends_with_a_black_box_attack(trained_cnn, data):
-    from bench.evaluation import build_cascade
+    from bench.tracks.adversarial.evaluation import build_cascade
 
     cascade = build_cascade(None, eps=0.1, norm="linf")
     assert not cascade[-1][1].white_box and all(a.white_box for _, a in cascade[:-1])
@@ -92,7 +92,7 @@ def test_a_randomized_model_is_flagged_and_eot_beats_pgd(digits, data):
 
 
 def test_eot_reports_transform_averaged_accuracy(trained_cnn, data):
-    from bench.evaluation import attack_step
+    from bench.tracks.adversarial.evaluation import attack_step
 
     _, x, y = data
     attack = ATTACKS.create("eot", eps=0.1, steps=5, samples=4, eval_draws=8)

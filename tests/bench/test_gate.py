@@ -217,9 +217,17 @@ def test_status_and_new_flags_regress_and_lower_is_better_metrics_regress_upward
     assert [(r.metric, r.baseline, r.now) for r in result.regressions] == [("status", "ok", "failed")]
     result = compare(baseline_of(row(0.5)), [cell(0.5, flags=["changed-model-mode"])], Tolerances())
     assert [(r.metric, r.now, r.allowed) for r in result.regressions] == [("flags", "changed-model-mode", "no new flags")]
-    result = compare(baseline_of(row(0.5, ece=0.05)), [cell(0.5, ece=0.08)], Tolerances(0.02))
+    from bench.tracks import LOWER, Metric
+    from bench.tracks.adversarial.track import AdversarialTrack
+
+    class Declaring(AdversarialTrack):  # a track that declares ece lower-is-better: the gate reads the declaration, not the name
+        metrics = {**AdversarialTrack.metrics, "ece": Metric(LOWER, "fraction")}
+
+    result = compare(baseline_of(row(0.5, ece=0.05)), [cell(0.5, ece=0.08)], Tolerances(0.02), Declaring())
     assert [(r.metric, r.allowed) for r in result.regressions] == [("ece", "<= 0.0700")]
-    assert compare(baseline_of(row(0.5, ece=0.05)), [cell(0.5, ece=0.01)], Tolerances(0.02)).passed
+    assert compare(baseline_of(row(0.5, ece=0.05)), [cell(0.5, ece=0.01)], Tolerances(0.02), Declaring()).passed
+    undeclared = compare(baseline_of(row(0.5, ece=0.05)), [cell(0.5, ece=0.01)], Tolerances(0.02))  # the adversarial track does not declare it
+    assert [(r.metric, r.allowed) for r in undeclared.regressions] == [("ece", "0.0500 +- 0.02")]  # either way is a change
 
 
 def test_new_advisory_flags_are_reported_not_gated_but_a_new_masking_flag_fails():
@@ -235,7 +243,7 @@ def test_new_advisory_flags_are_reported_not_gated_but_a_new_masking_flag_fails(
 def test_a_clean_accuracy_drop_is_one_line_per_model():
     rows = [BaselineRow(key(eps=e), "ok", (), {"clean_accuracy": 0.9, "robust_accuracy": 0.5}) for e in (0.1, 0.2, 0.3)]
     result = compare(baseline_of(*rows), [cell(0.5, eps=e, clean=0.5) for e in (0.1, 0.2, 0.3)], Tolerances())
-    assert [(r.label, r.metric) for r in result.regressions] == [("m / none / digits (every attack and eps)", "clean_accuracy")]
+    assert [(r.label, r.metric) for r in result.regressions] == [("m / none / digits (every attack, norm and eps)", "clean_accuracy")]
 
 
 def test_the_portable_spec_drops_machine_paths():
@@ -247,7 +255,7 @@ def test_the_portable_spec_drops_machine_paths():
 
 def test_the_ci_example_baseline_matches_the_embedded_default_spec():
     """docs/ci-example.yml gates the default spec on docs/baseline-default.json: it must be of today's default spec."""
-    from bench.cli import spec_from
+    from bench.spec import spec_from
 
     docs = Path(__file__).parents[2] / "docs"
     baseline = read_baseline(docs / "baseline-default.json")

@@ -8,7 +8,7 @@ import torch
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 from torchmetrics.classification import MulticlassCalibrationError
 
-from bench import metrics
+from bench.tracks.uncertainty import metrics
 
 CLASSES = 5
 

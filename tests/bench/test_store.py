@@ -1,4 +1,4 @@
-"""The SQLite store: atomic job writes, resume keys, per-example outcomes."""
+"""The SQLite store (schema 2): atomic job writes, resume keys, per-example outcomes, artifacts, the schema-1 views."""
 
 from __future__ import annotations
 
@@ -11,38 +11,66 @@ from bench.store import Outcome, Record, Store
 
 
 def record(key: str, status: str = "ok", position: int = 0) -> Record:
-    return Record(
-        key=key, position=position, track="t", model="m", defense="none", attack="a", dataset="d", norm="linf", eps=0.1, n=2, status=status, flags=["x"]
-    )
+    labels = {"model": "m", "defense": "none", "attack": "a", "dataset": "d", "norm": "linf", "eps": 0.1}
+    return Record(key=key, track="t", position=position, labels=labels, status=status, metrics={"n": 2, "robust_accuracy": 0.5}, flags=["x"])
+
+
+def values(clean_correct: bool, robust: bool) -> dict:
+    return {"clean_correct": clean_correct, "robust": robust}
 
 
 def test_round_trip_of_records_and_outcomes(tmp_path):
     with Store(tmp_path / "results.db") as store:
-        store.put(record("k1", position=1), [Outcome(0, True, False), Outcome(1, True, True)])
-        store.put(record("k0", position=0), [Outcome(0, False, False)])
+        store.put(record("k1", position=1), [values(True, False), values(True, True)])
+        store.put(record("k0", position=0), [values(False, False)])
         store.set_meta("spec", {"a": 1})
     with Store(tmp_path / "results.db", create=False) as store:
         assert [r.key for r in store.records()] == ["k0", "k1"]  # plan order
-        assert store.records()[1].flags == ["x"]
-        assert store.outcomes()["k1"] == [Outcome(0, True, False), Outcome(1, True, True)]
+        first = store.records()[1]
+        assert first.flags == ["x"] and first.labels["eps"] == 0.1 and first.metrics["robust_accuracy"] == 0.5
+        assert first.model == "m" and first.robust_accuracy == 0.5 and first.clean_accuracy is None  # labels and metrics read as attributes
+        assert store.outcomes()["k1"] == [Outcome(0, values(True, False)), Outcome(1, values(True, True))]
+        assert store.outcomes()["k1"][1].robust is True
         assert store.outcomes(["k0"]).keys() == {"k0"}
         assert store.get_meta("spec") == {"a": 1}
 
 
+def test_the_schema_1_columns_are_views(tmp_path):
+    with Store(tmp_path / "results.db") as store:
+        store.put(record("k"), [values(True, False)])
+    with sqlite3.connect(tmp_path / "results.db") as db:
+        assert db.execute("SELECT model, attack, norm, eps, n, robust_accuracy FROM adversarial_jobs").fetchall() == [("m", "a", "linf", 0.1, 2, 0.5)]
+        assert db.execute("SELECT job, example, clean_correct, robust FROM adversarial_outcomes").fetchall() == [("k", 0, 1, 0)]
+
+
 def test_failed_jobs_are_retried_and_replaced_without_duplicates(tmp_path):
     with Store(tmp_path / "results.db") as store:
-        store.put(record("k", status="failed"))
+        store.put(record("k", status="failed"), artifacts={"gallery": b"old"})
         assert store.finished_keys() == set()
-        store.put(record("k"), [Outcome(0, True, True)])
+        store.put(record("k"), [values(True, True)], {"gallery": b"new"})
         assert store.finished_keys() == {"k"}
         assert len(store.records()) == 1
+        assert store.artifacts() == {"k": {"gallery": b"new"}}
 
 
 def test_a_write_that_fails_leaves_nothing_behind(tmp_path):
+    class Unwritable:
+        def keys(self):
+            raise RuntimeError("cannot be stored")
+
     with Store(tmp_path / "results.db") as store:
-        with pytest.raises(sqlite3.IntegrityError):
-            store.put(record("k"), [Outcome(0, True, True), Outcome(0, True, True)])  # duplicate example
+        with pytest.raises(RuntimeError):
+            store.put(record("k"), [values(True, True), Unwritable()])
         assert store.records() == [] and store.outcomes() == {}
+
+
+def test_artifacts_are_found_by_job_and_name(tmp_path):
+    with Store(tmp_path / "results.db") as store:
+        store.put(record("a"), artifacts={"gallery": b"\x00\x01", "curve": b"c"})
+        store.put(record("b"))
+        assert store.artifacts() == {"a": {"curve": b"c", "gallery": b"\x00\x01"}}
+        assert store.artifacts("gallery") == {"a": {"gallery": b"\x00\x01"}}
+        assert store.artifacts(keys=["b"]) == {}
 
 
 def test_not_a_run_folder_or_not_a_store_is_a_user_error(tmp_path):
@@ -53,19 +81,10 @@ def test_not_a_run_folder_or_not_a_store_is_a_user_error(tmp_path):
         Store(tmp_path / "junk.db")
 
 
-def test_gallery_examples_round_trip_with_their_job_and_are_replaced_with_it(tmp_path):
-    import numpy as np
-
-    from bench.store import Example
-
-    clean = np.linspace(0, 1, 3 * 4 * 4, dtype=np.float32).reshape(3, 4, 4)
-    examples = [Example(5, 2, 2, 7, clean, 1 - clean), Example(1, 0, 3, 3, clean, clean)]
-    with Store(tmp_path / "results.db") as store:
-        store.put(record("k", status="failed"), examples=[Example(9, 0, 0, 0, clean, clean)])
-        store.put(record("k"), [Outcome(0, True, True)], examples)
-        store.put(record("other"))
-        found = store.examples()
-    assert list(found) == ["k"]
-    assert [(e.example, e.label, e.clean_prediction, e.adversarial_prediction) for e in found["k"]] == [(1, 0, 3, 3), (5, 2, 2, 7)]
-    assert np.array_equal(found["k"][1].clean, clean) and np.array_equal(found["k"][1].adversarial, 1 - clean)
-    assert found["k"][0].clean.shape == (3, 4, 4) and found["k"][0].clean.dtype == np.float32
+def test_a_folder_of_the_old_schema_is_refused_with_how_to_rerun_it(tmp_path):
+    with sqlite3.connect(tmp_path / "results.db") as db:  # what schema 1 wrote
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+        db.execute("CREATE TABLE jobs (key TEXT PRIMARY KEY, model TEXT, robust_accuracy REAL)")
+    with pytest.raises(UserError, match=r"store schema 1; this one reads 2\); re-run its spec into a new folder: bench run --out"):
+        Store(tmp_path / "results.db", create=False)

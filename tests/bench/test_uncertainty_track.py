@@ -53,7 +53,7 @@ def run_dir(tmp_path_factory):
 
 def test_run_writes_store_leaderboard_and_reliability_diagrams(run_dir):
     with sqlite3.connect(run_dir / "results.db") as db:
-        rows = db.execute("SELECT model, defense, status, metrics FROM jobs").fetchall()
+        rows = db.execute("SELECT json_extract(labels, '$.model'), json_extract(labels, '$.estimator'), status, metrics FROM jobs").fetchall()
     assert len(rows) == 3 * 2  # model x estimators x seeds
     assert {r[2] for r in rows} == {"ok"}
     stored = json.loads(rows[0][3])

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from bench import metrics
 from bench.data import Dataset
 from bench.errors import UserError
 from bench.spec import ModelSpec, TrainingSpec
+from bench.tracks.uncertainty import metrics
 from bench.training import build_model, train_classifier
 from models import ESTIMATORS
 from models.estimators.base import decompose, entropy

@@ -92,7 +92,7 @@ def test_clicking_a_header_sorts_its_column(browser_page, finished_run):
     assert [float(v) for v in column(page, "table-digits-linf", "eps")] == [0.2, 0.2, 0.1, 0.1]
     # rows move whole: the jobs in each row are still that row's model and eps
     with sqlite3.connect(finished_run / "results.db") as db:
-        stored = {key: (model, eps) for key, model, eps in db.execute("SELECT key, model, eps FROM jobs")}
+        stored = {key: (model, eps) for key, model, eps in db.execute("SELECT key, model, eps FROM adversarial_jobs")}
     rows = page.eval_on_selector_all(
         "#table-digits-linf tbody tr",
         """rows => rows.map(r => [

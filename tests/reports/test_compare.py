@@ -46,8 +46,8 @@ def test_compare_command_reads_two_stores(finished_run, tmp_path, capsys):
     changed = tmp_path / "changed"
     shutil.copytree(finished_run, changed)
     with sqlite3.connect(changed / "results.db") as db:
-        key, before = db.execute("SELECT key, robust_accuracy FROM jobs WHERE model = 'mlp' AND attack = 'pgd-l2'").fetchone()
-        db.execute("UPDATE jobs SET robust_accuracy = 0.0 WHERE key = ?", (key,))
+        key, before = db.execute("SELECT key, robust_accuracy FROM adversarial_jobs WHERE model = 'mlp' AND attack = 'pgd-l2'").fetchone()
+        db.execute("UPDATE jobs SET metrics = json_set(metrics, '$.robust_accuracy', 0.0) WHERE key = ?", (key,))
     capsys.readouterr()
     assert main(["compare", str(finished_run), str(changed)]) == 0
     text = capsys.readouterr().out

@@ -8,8 +8,8 @@ import sqlite3
 
 import numpy as np
 
-from bench.flags import FLAGS
-from bench.store import Example
+from bench.tracks.adversarial.flags import FLAGS
+from bench.tracks.adversarial.gallery import Example
 from reports.gallery import GalleryGroup, perturbation
 from reports.html import leaderboard_html
 from tests.reports.test_leaderboard import CELLS

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 from bench.cli import main
-from bench.flags import FLAGS
+from bench.tracks.adversarial.flags import FLAGS
 from reports.latex import escape, leaderboard_latex
 from tests.reports.test_leaderboard import CELLS
 

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from bench.flags import FLAGS
+from bench.tracks.adversarial.flags import FLAGS
 from reports.leaderboard import robustness_markdown, to_csv, to_json
 
 GOLDEN = Path(__file__).parent / "golden" / "leaderboard.md"

@@ -28,8 +28,8 @@ from torch import nn
 from attacks import ATTACKS
 from attacks.base import Attack
 from attacks.threat_model import violations
-from bench import sanity
 from bench.guard import ModelWatch, eval_mode, predict
+from bench.tracks.adversarial import sanity
 
 # cheap to strong; the black-box attack last, on what survives every gradient attack
 DEFAULT_CASCADE: tuple[tuple[str, Mapping[str, Any]], ...] = (

@@ -15,23 +15,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from attacks import ATTACKS
-from bench import sanity
+from bench import spec as fields
 from bench.errors import UserError
-from bench.evaluation import DEFAULT_CASCADE, History, attack_step
-from bench.flags import FLAGS
 from bench.guard import eval_mode, predict
-from bench.runner import Context, job_key
-from bench.spec import AttackSpec, RunSpec
-from bench.store import Example, Outcome, Record
-from bench.tracks import Job, JobResult, Track
+from bench.runner import job_key
+from bench.spec import AttackSpec, ComponentSpec, ModelSpec, RunSpec
+from bench.store import Outcome, Record
+from bench.tracks import HIGHER, Job, JobResult, Metric, Task, Track
+from bench.tracks.adversarial import defended, gallery, sanity
+from bench.tracks.adversarial.evaluation import DEFAULT_CASCADE, History, attack_step
+from bench.tracks.adversarial.flags import ADVISORY, FLAGS
 from bench.training import file_digest
+from bench.worker import Cache, dataset, eval_set
 from defenses import DEFENSES
-from reports.leaderboard import robustness_markdown
+from reports.leaderboard import robustness_markdown, row_label
 
 WORST_CASE = "worst-case"
 SANITY = "sanity-checks"
@@ -40,12 +44,34 @@ ADAPTIVE_LABELS = ("bpda", "eot", "bpda+eot")
 MASKING_GAP = 0.05  # "much more robustness" under plain attacks than under the adaptive one
 DEFAULT_DEFENSES = ("none", "pgd-at", "trades", "fast-at", "jpeg", "bit-depth", "randomized-smoothing")
 DEFAULT_RADII = (0.25, 0.5, 1.0)
-GALLERY_SIZE = 4  # examples kept per job for the report's gallery
+CORE_METRICS = ("n", "clean_accuracy", "robust_accuracy")  # stored beside the attack's own metrics; cells show them as columns
+
+
+@dataclass(frozen=True)
+class AdversarialSection:
+    """The adversarial track's part of a spec."""
+
+    cascade: bool  # attacks of one norm and eps run on what earlier ones left robust
+    checks: bool  # sanity checks (flags) on models and attacks
+    adaptive: bool  # add the adaptive attack (EOT, BPDA) each defense's declared properties call for
+    models: tuple[ModelSpec, ...]
+    defenses: tuple[ComponentSpec, ...]
+    attacks: tuple[AttackSpec, ...]
 
 
 class AdversarialTrack(Track):
     name = "adversarial"
     plots_title = "Robustness curves"
+    fields = ("cascade", "checks", "adaptive", "models", "defenses", "attacks")
+    dimensions = ("model", "defense", "attack", "dataset", "norm", "eps")
+    metrics = {
+        "clean_accuracy": Metric(HIGHER, "fraction", "accuracy on the unperturbed evaluation points", scope=("model", "defense", "dataset")),
+        "robust_accuracy": Metric(HIGHER, "fraction", "fraction of points still classified correctly after the attack (and every attack before it)"),
+        "transform_accuracy": Metric(HIGHER, "fraction", "accuracy averaged over the EOT distribution's transformations"),
+        "certified*": Metric(HIGHER, "fraction", "randomized smoothing's certified accuracy"),
+    }
+    explanations = FLAGS
+    advisory = ADVISORY
 
     def default_spec(self, user: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The defense comparison on small-cnn; a spec naming its own models compares no defenses unless it names them."""
@@ -61,15 +87,34 @@ class AdversarialTrack(Track):
             "attacks": [{**a, "eps": [0.1, 0.2, 0.3]} for a in cascade] + [{**a, "norm": "l2", "eps": [0.5, 1.0]} for a in cascade],
         }
 
-    def validate(self, spec: RunSpec, context: Context) -> None:
+    def parse(self, raw: Mapping[str, Any], *, base_dir: Path) -> AdversarialSection:
+        return AdversarialSection(
+            cascade=fields.boolean(raw, "cascade", True),
+            checks=fields.boolean(raw, "checks", True),
+            adaptive=fields.boolean(raw, "adaptive", True),
+            models=fields.models_field(raw.get("models"), base_dir),
+            defenses=fields.components_field(raw.get("defenses", [{"name": "none"}]), "defenses", "a defense name"),
+            attacks=fields.attacks_field(raw.get("attacks")),
+        )
+
+    def validate(self, spec: RunSpec, cache: Cache) -> None:
         for i, item in enumerate(spec.defenses):
-            defense = context.defense(item)
-            defense.check(context.data.input_shape)
+            defense = defended.defense(item)
+            defense.check(dataset(spec, cache).input_shape)
             frozen = [m.label for m in spec.models if not m.train]
             if defense.trains and frozen:
                 raise UserError(f"spec.defenses[{i}]: '{item.label}' trains the model, but {frozen[0]} has train = false (a fixed checkpoint)")
 
-    def plan(self, spec: RunSpec) -> list[Job]:
+    def run_meta(self, spec: RunSpec, cache: Cache) -> dict[str, Any]:
+        return {"classes": [str(c) for c in dataset(spec, cache).classes]}  # the gallery's label names
+
+    def plan(self, spec: RunSpec, finished: Mapping[str, Record]) -> list[Job]:
+        """Per model and defense: sanity checks, certification, then each norm and eps's cascade of attacks.
+
+        The block's first job measures the clean predictions (stored as its
+        outcomes); every other job of the block depends on it and reads them,
+        so no job's numbers depend on which worker ran what before it.
+        """
         jobs: list[Job] = []
         dataset = {"name": spec.dataset, "params": {k: v for k, v in spec.dataset_params.items() if k not in ("root", "download")}}
         for model in spec.models:
@@ -93,6 +138,7 @@ class AdversarialTrack(Track):
                 }
                 common = {"model": model.label, "defense": defense.label, "dataset": spec.dataset}
                 owner = {"model": model, "defense": defense}
+                block = len(jobs)
                 if spec.checks:
                     for norm in dict.fromkeys(norm for _, norm in attacks):
                         columns = {**common, "attack": SANITY, "norm": norm, "eps": None}
@@ -117,43 +163,50 @@ class AdversarialTrack(Track):
                     }
                     jobs.append(Job(key, len(jobs), columns, payload, depends_on=tuple(k for k, _ in chain)))
                     chain.append((key, {"name": attack.name, "params": dict(attack.params), "eps": eps}))
+                source = jobs[block].key  # measures the clean predictions the rest of the block reads
+                for i in range(block + 1, len(jobs)):
+                    jobs[i] = replace(jobs[i], depends_on=(source, *jobs[i].depends_on), payload={**jobs[i].payload, "clean_from": source})
         return jobs
 
-    def run(self, job: Job, context: Context) -> JobResult:
-        model = context.model(job.payload["model"], job.payload["defense"])
-        x, y = context.eval_set()
+    def run(self, task: Task, cache: Cache) -> JobResult:
+        job, spec = task.job, task.spec
+        model, trained = defended.defended(spec, job.payload["model"], job.payload["defense"], cache)
+        x, y = eval_set(spec, cache)
+        n = len(y)
         with eval_mode(model):
-            clean_key = ("clean", id(model))
-            if clean_key not in context.memo:
-                context.memo[clean_key] = predict(model, x, context.spec.batch_size) == y
-            clean = context.memo[clean_key]
-            n = len(y)
+            source = job.payload.get("clean_from")
+            if source is None:
+                clean = predict(model, x, spec.batch_size) == y
+            else:
+                clean = torch.tensor([o["clean_correct"] for o in task.dependency(source).outcomes], dtype=torch.bool, device=y.device)
             clean_accuracy = int(clean.sum()) / n if n else 0.0
+            core = {"n": n, "clean_accuracy": clean_accuracy}
+            clean_only = [{"clean_correct": c} for c in clean.tolist()]
             if job.payload.get("kind") == SANITY:
                 start = time.perf_counter()
-                flags, metrics = sanity.model_checks(model, x, y, norm=job.columns["norm"])
-                chosen = context.defense(job.payload["defense"])
+                flags, metrics = sanity.model_checks(model, x, y, norm=job.labels["norm"])
+                chosen = defended.defense(job.payload["defense"])
                 if chosen.wraps:  # what the defense declares about the model the attacks face
                     metrics.update(declared_randomized=chosen.randomized, declared_differentiable=chosen.differentiable)
-                return JobResult(n=n, clean_accuracy=clean_accuracy, flags=flags, metrics=metrics, seconds=time.perf_counter() - start)
+                return JobResult(metrics={**core, **metrics}, flags=flags, seconds=time.perf_counter() - start, outcomes=clean_only)
             if job.payload.get("kind") == CERTIFIED:
                 start = time.perf_counter()
-                radius = context.defense(job.payload["defense"]).certify(model, x, y)
+                radius = defended.defense(job.payload["defense"]).certify(model, x, y)
                 certified = {str(r): float((radius >= r).float().mean()) for r in job.payload["radii"]}
-                metrics = {"certified_accuracy": certified, "radius": [round(float(r), 4) for r in radius]}
-                return JobResult(n=n, clean_accuracy=clean_accuracy, metrics=metrics, seconds=time.perf_counter() - start)
+                metrics = {**core, "certified_accuracy": certified, "radius": [round(float(r), 4) for r in radius]}
+                return JobResult(metrics=metrics, seconds=time.perf_counter() - start, outcomes=clean_only)
             robust, history = clean, []
             for key, before in job.payload["before"]:
-                outcomes = context.outcomes(key)
-                if outcomes is None:  # failed or invalid: the cascade goes on from the last valid attack
+                found = task.dependency(key)
+                if found.status != "ok":  # invalid (left its threat model): the cascade goes on from the last valid attack
                     continue
-                after = torch.tensor([o.robust for o in outcomes], dtype=torch.bool, device=y.device)
+                after = torch.tensor([o["robust"] for o in found.outcomes], dtype=torch.bool, device=y.device)
                 attack = ATTACKS.create(before["name"], eps=before["eps"], **before["params"])
                 history.append(History(attack, robust & ~after))
                 robust = after
             attack = ATTACKS.create(job.payload["attack"], eps=job.payload["eps"], **job.payload["params"])
-            chosen = context.defense(job.payload["defense"])
-            transfer = job.payload["convergence_check"] and context.spec.checks and (chosen.trains or chosen.wraps)
+            chosen = defended.defense(job.payload["defense"])
+            transfer = job.payload["convergence_check"] and spec.checks and (chosen.trains or chosen.wraps)
             step = attack_step(
                 model,
                 x,
@@ -161,22 +214,21 @@ class AdversarialTrack(Track):
                 attack,
                 robust=robust,
                 history=history,
-                batch_size=context.spec.batch_size,
-                checks=context.spec.checks,
+                batch_size=spec.batch_size,
+                checks=spec.checks,
                 convergence_check=job.payload["convergence_check"],
-                surrogate=context.undefended(job.payload["model"]) if transfer else None,
+                surrogate=defended.undefended(spec, job.payload["model"], cache) if transfer else None,
             )
-        result = JobResult(n=n, clean_accuracy=clean_accuracy, flags=step.flags, seconds=step.seconds, status=step.status)
-        result.metrics = {**step.metrics, "cascade": bool(job.depends_on) or context.spec.cascade, "adaptive": job.payload["adaptive"]}
-        result.provenance.update(attacked=int(step.attacked.sum()), broken=int(step.broken.sum()))  # the cascade's bookkeeping
-        trained = context.trained.get((job.columns["model"], job.columns["defense"]))
-        if trained is not None:
-            result.provenance["model_recipe"] = trained.recipe
+        result = JobResult(flags=step.flags, seconds=step.seconds, status=step.status, outcomes=clean_only)
+        result.metrics = {**core, **step.metrics, "cascade": bool(job.payload["before"]) or spec.cascade, "adaptive": job.payload["adaptive"]}
+        result.provenance.update(attacked=int(step.attacked.sum()), broken=int(step.broken.sum()), model_recipe=trained.recipe)  # the cascade's bookkeeping
         if step.status == "ok":
-            result.robust_accuracy = int(step.robust.sum()) / n if n else 0.0
-            result.outcomes = [Outcome(i, bool(c), bool(r)) for i, (c, r) in enumerate(zip(clean.tolist(), step.robust.tolist(), strict=True))]
+            result.metrics["robust_accuracy"] = int(step.robust.sum()) / n if n else 0.0
+            result.outcomes = [{"clean_correct": c, "robust": r} for c, r in zip(clean.tolist(), step.robust.tolist(), strict=True)]
             with eval_mode(model):
-                result.examples = _gallery(model, x, y, step)
+                picked = gallery.pick(model, x, y, step)
+            if picked:
+                result.artifacts = {gallery.ARTIFACT: gallery.encode(picked)}
         return result
 
     def derive(self, records: Sequence[Record], outcomes: Mapping[str, Sequence[Outcome]]) -> dict[str, list[str]]:
@@ -215,6 +267,12 @@ class AdversarialTrack(Track):
 
     def markdown(self, cells: Sequence[Mapping[str, Any]]) -> str:
         return robustness_markdown(cells, worst_case=WORST_CASE, explanations=FLAGS)
+
+    def cell_label(self, cell: Mapping[str, Any]) -> str:
+        return row_label(cell)
+
+    def gallery(self, records: Sequence[Record], artifacts: Mapping[str, Mapping[str, bytes]]) -> list[Any]:
+        return gallery.groups(records, artifacts)
 
     def figures(self, cells: Sequence[Mapping[str, Any]]) -> list[Any]:
         from reports.plots import robustness_curves  # matplotlib loads only when a report draws
@@ -286,15 +344,13 @@ def _cell(record: Record) -> dict[str, Any]:
         "dataset": record.dataset,
         "norm": record.norm,
         "eps": record.eps,
-        "n": record.n,
-        "clean_accuracy": record.clean_accuracy,
-        "robust_accuracy": record.robust_accuracy,
+        **{k: record.metrics.get(k) for k in CORE_METRICS},
         "flags": list(record.flags),
         "seconds": record.seconds,
         "status": record.status,
         "error": record.error,
         "params": record.params,
-        "metrics": record.metrics,
+        "metrics": {k: v for k, v in record.metrics.items() if k not in CORE_METRICS},
         "key": record.key,
     }
 
@@ -333,17 +389,3 @@ def _worst_case_cell(members: Sequence[Record], outcomes: Mapping[str, Sequence[
         "metrics": {"cascade": any(r.metrics.get("cascade") for r in members)},
         "key": None,
     }
-
-
-def _gallery(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, step: Any) -> list[Example]:
-    """A few points this attack ran on, for the report's gallery: the ones it broke first, then ones that held."""
-    broken, held = step.broken.nonzero().flatten(), (step.attacked & step.robust).nonzero().flatten()
-    chosen = sorted(torch.cat([broken, held])[:GALLERY_SIZE].tolist())
-    if not chosen:
-        return []
-    index = torch.tensor(chosen, device=y.device)
-    clean_prediction, adversarial_prediction = predict(model, x[index]), predict(model, step.x_adv[index])
-    return [
-        Example(i, int(y[i]), int(c), int(a), x[i].float().cpu().numpy(), step.x_adv[i].float().cpu().numpy())
-        for i, c, a in zip(chosen, clean_prediction.tolist(), adversarial_prediction.tolist(), strict=True)
-    ]

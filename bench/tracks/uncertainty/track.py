@@ -15,42 +15,70 @@ Models train on the training split minus a held-out validation split
 (``VALIDATION_FRACTION``, fixed and stratified) on which temperature scaling
 is fitted. Ensemble member m of seed s has seed s + 1000 m, so member 0 is the
 model every other estimator of seed s uses (trained once, cached).
-In the store, the ``defense`` column holds the estimator and ``attack`` reads
-``uncertainty``; cells aggregate the seeds (mean, with the std beside it).
+A job's labels are model, estimator, dataset and seed; cells aggregate the
+seeds (mean, with the std beside it).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from attacks import ATTACKS
-from bench import metrics as m
+from bench import spec as fields
 from bench.data import Dataset
 from bench.errors import UserError
 from bench.guard import eval_mode
-from bench.ood import OOD_SETS
-from bench.runner import Context, job_key
-from bench.shifts import SHIFTS
-from bench.spec import ComponentSpec, ModelSpec, RunSpec
+from bench.runner import job_key
+from bench.spec import AttackSpec, ComponentSpec, ModelSpec, RunSpec, ShiftSpec
 from bench.store import Outcome, Record
-from bench.tracks import Job, JobResult, Track
+from bench.tracks import HIGHER, LOWER, Job, JobResult, Metric, Task, Track
+from bench.tracks.uncertainty import metrics as m
+from bench.tracks.uncertainty.ood import OOD_SETS
+from bench.tracks.uncertainty.shifts import SHIFTS
 from bench.training import build_model, file_digest, obtain_model
+from bench.worker import Cache, dataset, dataset_id, eval_set, resolve_device
 from models.estimators import ESTIMATORS, Estimator, Predictive
 
-MEASUREMENT = "uncertainty"  # the store's attack column for every job of this track
 VALIDATION_FRACTION = 0.2  # of the training split, held out for fitting (temperature) and never trained on
 MEMBER_SEED_STRIDE = 1000
 N_BINS = 15
 
 
+@dataclass(frozen=True)
+class UncertaintySection:
+    """The uncertainty track's part of a spec."""
+
+    models: tuple[ModelSpec, ...]
+    estimators: tuple[ComponentSpec, ...]
+    shifts: tuple[ShiftSpec, ...]
+    ood: tuple[ComponentSpec, ...]
+    attacks: tuple[AttackSpec, ...]
+
+
 class UncertaintyTrack(Track):
     name = "uncertainty"
     plots_title = "Dataset shift and reliability diagrams"
-    sections = ("estimators", "shifts", "ood", "seeds")
+    fields = ("models", "estimators", "shifts", "ood", "attacks")
+    replicates = True
+    dimensions = ("model", "estimator", "dataset", "seed")
+    cell_dimensions = ("model", "estimator", "dataset")
+    metrics = {
+        "accuracy": Metric(HIGHER, "fraction", "in-distribution accuracy"),
+        "nll": Metric(LOWER, "nats", "negative log-likelihood"),
+        "brier": Metric(LOWER, "", "Brier score"),
+        "ece": Metric(LOWER, "fraction", "expected calibration error (15 bins)"),
+        "aurc": Metric(LOWER, "", "area under the risk-coverage curve"),
+        "ood_auroc*": Metric(HIGHER, "fraction", "how well uncertainty tells OOD inputs from test inputs"),
+        "ood_aupr*": Metric(HIGHER, "fraction", "area under the precision-recall curve of OOD detection"),
+        "adv_auroc*": Metric(HIGHER, "fraction", "how well uncertainty tells adversarial inputs from clean ones"),
+        "adv_accuracy*": Metric(HIGHER, "fraction", "accuracy under the attack"),
+    }
 
     def default_spec(self, user: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """small-cnn with dropout on digits; four estimators, rotation and roll shifts, four OOD sets, PGD; three seeds."""
@@ -66,26 +94,34 @@ class UncertaintyTrack(Track):
             "training": {"epochs": 10},
         }
 
-    def validate(self, spec: RunSpec, context: Context) -> None:
-        if not spec.estimators:
+    def parse(self, raw: Mapping[str, Any], *, base_dir: Path) -> UncertaintySection:
+        estimators = fields.components_field(raw.get("estimators"), "estimators", "an estimator name")
+        if not estimators:
             raise UserError('spec.estimators: the uncertainty track needs at least one estimator (e.g. [[estimators]] name = "none")')
-        for i, defense in enumerate(spec.defenses):
-            if defense.name != "none":
-                raise UserError(f"spec.defenses[{i}]: the uncertainty track measures undefended models; '{defense.label}' belongs to --track adversarial")
-        classes = context.data.num_classes
+        return UncertaintySection(
+            models=fields.models_field(raw.get("models"), base_dir),
+            estimators=estimators,
+            shifts=fields.shifts_field(raw.get("shifts")),
+            ood=fields.components_field(raw.get("ood"), "ood", "an OOD set name"),
+            attacks=fields.attacks_field(raw.get("attacks")),
+        )
+
+    def validate(self, spec: RunSpec, cache: Cache) -> None:
+        data = dataset(spec, cache)
+        classes = data.num_classes
         for i, item in enumerate(spec.ood):
             held = OOD_SETS.create(item.name, **item.params).held_out(classes)
             if any(c >= classes for c in held) or len(held) >= classes:
                 raise UserError(f"spec.ood[{i}].classes: must leave some of the {classes} classes 0..{classes - 1} for training, got {list(held)}")
         for model in spec.models:
-            built = build_model(model, context.data, spec.seed)  # untrained: cheap, and enough to see its layers
+            built = build_model(model, data, spec.seed)  # untrained: cheap, and enough to see its layers
             for i, item in enumerate(spec.estimators):
                 try:
                     ESTIMATORS.create(item.name, **item.params).check(built, model.label)
                 except UserError as error:
                     raise UserError(f"spec.estimators[{i}]: {error}") from None
 
-    def plan(self, spec: RunSpec) -> list[Job]:
+    def plan(self, spec: RunSpec, finished: Mapping[str, Record]) -> list[Job]:
         dataset = {"name": spec.dataset, "params": {k: v for k, v in spec.dataset_params.items() if k not in ("root", "download")}}
         common = {
             "dataset": dataset,
@@ -108,21 +144,21 @@ class UncertaintyTrack(Track):
                         "estimator": [estimator.name, dict(estimator.params)],
                         "seed": seed,
                     }
-                    columns = {"model": model.label, "defense": estimator.label, "attack": MEASUREMENT, "dataset": spec.dataset, "norm": None, "eps": None}
+                    labels = {"model": model.label, "estimator": estimator.label, "dataset": spec.dataset, "seed": seed}
                     payload = {"model": model, "estimator": estimator, "seed": seed, "params": {"seed": seed}}
-                    jobs.append(Job(job_key(self.name, identity), len(jobs), columns, payload))
+                    jobs.append(Job(job_key(self.name, identity), len(jobs), labels, payload))
         return jobs
 
-    def run(self, job: Job, context: Context) -> JobResult:
+    def run(self, task: Task, cache: Cache) -> JobResult:
         start = time.perf_counter()
-        spec: RunSpec = context.spec
-        item: ComponentSpec = job.payload["estimator"]
-        model: ModelSpec = job.payload["model"]
-        seed: int = job.payload["seed"]
+        spec: RunSpec = task.spec
+        item: ComponentSpec = task.job.payload["estimator"]
+        model: ModelSpec = task.job.payload["model"]
+        seed: int = task.job.payload["seed"]
         estimator = ESTIMATORS.create(item.name, **item.params)
-        x, y = context.eval_set()
-        classes = context.data.num_classes
-        members, fitted, recipes = _fitted(context, model, estimator, seed, held_out=())
+        x, y = eval_set(spec, cache)
+        classes = dataset(spec, cache).num_classes
+        members, fitted, recipes = _fitted(spec, cache, model, estimator, seed, held_out=())
         predictive = fitted.predict(members, x, spec.batch_size)
         result = {"seed": seed, "in_distribution": {**_summary(predictive, y), "reliability": _reliability(predictive, y)}}
         if getattr(fitted, "temperature", None) is not None:
@@ -139,14 +175,14 @@ class UncertaintyTrack(Track):
             x_in, y_in, x_out = ood.make(x, y, classes, generator)
             held = ood.held_out(classes)
             if held:  # its own model, which never saw the held-out classes
-                own, own_fitted, own_recipes = _fitted(context, model, estimator, seed, held_out=held)
+                own, own_fitted, own_recipes = _fitted(spec, cache, model, estimator, seed, held_out=held)
                 recipes += own_recipes
                 scores_in, scores_out = own_fitted.predict(own, x_in, spec.batch_size), own_fitted.predict(own, x_out, spec.batch_size)
             else:
                 scores_in, scores_out = predictive, fitted.predict(members, x_out, spec.batch_size)
             result["ood"][item_ood.label] = _separation(scores_in, scores_out, fitted.has_epistemic)
         result["adversarial"] = {}
-        target = fitted.attack_model(members).to(context.device)
+        target = fitted.attack_model(members).to(resolve_device(spec.device))
         for attack_spec in spec.attacks:
             for eps in attack_spec.eps:
                 attack = ATTACKS.create(attack_spec.name, eps=eps, **attack_spec.params)
@@ -155,8 +191,8 @@ class UncertaintyTrack(Track):
                 attacked = fitted.predict(members, x_adv, spec.batch_size)
                 separation = _separation(predictive, attacked, fitted.has_epistemic)
                 result["adversarial"][attack_label(attack_spec.label, attack.norm, eps)] = {**separation, "accuracy": m.accuracy(attacked.probs, y)}
-        accuracy = result["in_distribution"]["accuracy"]
-        return JobResult(n=len(y), clean_accuracy=accuracy, metrics=result, seconds=time.perf_counter() - start, provenance={"model_recipes": recipes})
+        result.update(n=len(y), clean_accuracy=result["in_distribution"]["accuracy"])
+        return JobResult(metrics=result, seconds=time.perf_counter() - start, provenance={"model_recipes": recipes})
 
     def cells(self, records: Sequence[Record], outcomes: Mapping[str, Sequence[Outcome]]) -> list[dict[str, Any]]:
         from reports.uncertainty import aggregate
@@ -220,13 +256,13 @@ def _separation(clean: Predictive, other: Predictive, has_epistemic: bool) -> di
     }
 
 
-def _splits(context: Context, held_out: tuple[int, ...]) -> tuple[Dataset, torch.Tensor, torch.Tensor, dict[str, Any]]:
+def _splits(spec: RunSpec, cache: Cache, held_out: tuple[int, ...]) -> tuple[Dataset, torch.Tensor, torch.Tensor, dict[str, Any]]:
     """Training data without the validation split (and without ``held_out`` classes), the validation split on the device, and its identity."""
-    key = ("uncertainty-split", held_out)
-    if key not in context.memo:
+
+    def make() -> tuple[Dataset, torch.Tensor, torch.Tensor, dict[str, Any]]:
         from sklearn.model_selection import train_test_split
 
-        data = context.data
+        data, device = dataset(spec, cache), resolve_device(spec.device)
         indices = torch.arange(len(data.y_train)).numpy()
         train, val = train_test_split(indices, test_size=VALIDATION_FRACTION, stratify=data.y_train.numpy(), random_state=0)
         train, val = torch.as_tensor(train), torch.as_tensor(val)
@@ -234,22 +270,23 @@ def _splits(context: Context, held_out: tuple[int, ...]) -> tuple[Dataset, torch
             keep = torch.tensor(held_out)
             train, val = train[~torch.isin(data.y_train[train], keep)], val[~torch.isin(data.y_train[val], keep)]
         subset = Dataset(data.name, data.x_train[train], data.y_train[train], data.x_test, data.y_test, data.classes)
-        identity = {**context.dataset_id, "validation": VALIDATION_FRACTION, "held_out": list(held_out)}
-        context.memo[key] = (subset, data.x_train[val].to(context.device), data.y_train[val].to(context.device), identity)
-    return context.memo[key]
+        identity = {**dataset_id(spec, cache), "validation": VALIDATION_FRACTION, "held_out": list(held_out)}
+        return subset, data.x_train[val].to(device), data.y_train[val].to(device), identity
+
+    return cache.get(["uncertainty-split", spec.dataset, dict(spec.dataset_params), spec.device, list(held_out)], make)
 
 
 def _fitted(
-    context: Context, model: ModelSpec, estimator: Estimator, seed: int, *, held_out: tuple[int, ...]
+    spec: RunSpec, cache: Cache, model: ModelSpec, estimator: Estimator, seed: int, *, held_out: tuple[int, ...]
 ) -> tuple[list[torch.nn.Module], Estimator, list[str]]:
-    """The estimator's trained members (cached by recipe, memoized in the run), the estimator fitted on the validation split, the recipes."""
-    data, x_val, y_val, identity = _splits(context, held_out)
+    """The estimator's trained members (cached by recipe, memoized in the worker), the estimator fitted on the validation split, the recipes."""
+    data, x_val, y_val, identity = _splits(spec, cache, held_out)
+    device = resolve_device(spec.device)
     members, recipes = [], []
     for index in range(estimator.members()):
         member_seed = seed + MEMBER_SEED_STRIDE * index
-        key = ("uncertainty-model", model.label, model.checkpoint, model.train, held_out, member_seed)
-        if key not in context.memo:
-            context.memo[key] = obtain_model(model, data, identity, context.spec.training, seed=member_seed, device=context.device)
-        members.append(context.memo[key].model.to(context.device))
-        recipes.append(context.memo[key].recipe)
+        key = ["uncertainty-model", repr(model), identity, spec.training, member_seed, spec.device]
+        trained = cache.get(key, lambda member_seed=member_seed: obtain_model(model, data, identity, spec.training, seed=member_seed, device=device))
+        members.append(trained.model.to(device))
+        recipes.append(trained.recipe)
     return members, estimator.fit(members, x_val, y_val), recipes

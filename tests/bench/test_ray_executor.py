@@ -1,0 +1,129 @@
+"""The Ray executor on a real local cluster: the same results as the serial one, retried worker deaths, failures as results.
+
+One cluster (every CPU of the machine, one CPU per task, one retry) serves the
+whole module: starting one takes several seconds.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+
+from bench.errors import UserError
+from bench.executors import make_executor
+from bench.executors.base import Executor
+from bench.executors.serial import SerialExecutor
+from bench.spec import ExecutorSpec
+from bench.tracks import TRACKS, Job, JobResult, Task
+from bench.training import stable_hash
+from tests.bench.ray_track import TinySpec
+
+ray = pytest.importorskip("ray", reason="ray is not installed (pip install -e '.[ray]')")
+
+from bench.executors.ray import RayExecutor  # noqa: E402  (imports ray)
+
+if "ray-test" not in TRACKS:
+    TRACKS.register("ray-test", "tests.bench.ray_track:RayTestTrack", description="the Ray executor's test track")
+
+SPEC = ExecutorSpec(name="ray", num_cpus=1, retries=1)
+
+
+def task(position: int, **payload: Any) -> Task:
+    """A ray-test task; its key (hence its seed) follows from its position and payload."""
+    key = stable_hash(["ray-test", position, payload], length=24)
+    return Task("ray-test", Job(key=key, position=position, labels={"x": payload.get("x")}, payload=payload), TinySpec())
+
+
+def run_all(executor: Executor, tasks: Sequence[Task]) -> dict[str, JobResult]:
+    """Drive ``tasks`` as the runner does (at most ``slots`` in flight); every task must come back exactly once."""
+    waiting, in_flight, returned = list(tasks), 0, []
+    while waiting or in_flight:
+        while waiting and in_flight < executor.slots:
+            executor.submit(waiting.pop(0))
+            in_flight += 1
+        finished = executor.wait()
+        assert finished, "wait() returned nothing"
+        in_flight -= len(finished)
+        returned.extend(finished)
+    counts = Counter(t.job.key for t, _ in returned)
+    assert counts == Counter(t.job.key for t in tasks), "a task was lost or came back twice"
+    return {t.job.key: result for t, result in returned}
+
+
+@pytest.fixture(scope="module")
+def executor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayExecutor]:
+    """One executor, and the local cluster it starts, for the module (BENCH_CACHE set as the tests see it)."""
+    with pytest.MonkeyPatch.context() as patch:  # module fixtures come before the autouse cache isolation
+        patch.setenv("BENCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        assert not ray.is_initialized()
+        ray_executor = make_executor(SPEC)
+        assert isinstance(ray_executor, RayExecutor)
+        yield ray_executor
+        ray_executor.close()
+        assert not ray.is_initialized(), "close() leaves the cluster it started running"
+
+
+def test_same_results_as_serial(executor: RayExecutor) -> None:
+    tasks = [task(i, x=i) for i in range(6)]
+    remote = run_all(executor, tasks)
+    local = run_all(SerialExecutor(), tasks)
+    assert {k: (r.status, r.metrics) for k, r in remote.items()} == {k: (r.status, r.metrics) for k, r in local.items()}
+    assert all(r.status == "ok" for r in remote.values())
+    assert executor.slots == int(ray.cluster_resources()["CPU"])
+    provenance = [r.provenance for r in remote.values()]
+    assert {p["pid"] for p in provenance}.isdisjoint({os.getpid()}), "the tasks ran in the driver"
+    assert all(p["torch_threads"] == 1 for p in provenance), "num_cpus=1: one torch thread per worker"
+    assert all(p["bench_cache"] == os.environ["BENCH_CACHE"] for p in provenance), "the workers do not see BENCH_CACHE"
+    caches = {(p["pid"], p["cache"]) for p in provenance}
+    assert len(caches) == len({pid for pid, _ in caches}), "one cache per worker process"
+
+
+def test_a_dead_worker_is_retried(executor: RayExecutor, tmp_path) -> None:
+    marker = tmp_path / "crashed"
+    tasks = [task(0, x=2, crash_once=str(marker)), task(1, x=3), task(2, x=4)]
+    results = run_all(executor, tasks)
+    assert marker.exists(), "the first try did not run"
+    assert [r.status for r in results.values()] == ["ok"] * 3, [r.error for r in results.values()]
+    expected = run_all(SerialExecutor(), [task(0, x=2, crash_once=str(marker))])
+    assert results[tasks[0].job.key].metrics == expected[tasks[0].job.key].metrics
+
+
+def test_a_worker_that_always_dies_is_a_failed_result(executor: RayExecutor) -> None:
+    dying, fine = task(0, x=1, crash_always=True), task(1, x=5)
+    results = run_all(executor, [dying, fine])
+    failed = results[dying.job.key]
+    assert failed.status == "failed"
+    assert "worker running it died, 2 times (retries = 1)" in failed.error, failed.error
+    assert "\n" not in failed.error
+    assert results[fine.job.key].status == "ok"
+    after = run_all(executor, [task(2, x=7)])  # the executor goes on
+    assert [r.status for r in after.values()] == ["ok"]
+
+
+def test_an_exception_travels_as_a_failed_result(executor: RayExecutor) -> None:
+    raising = task(0, **{"raise": "no such attack: boom"})
+    [result] = run_all(executor, [raising]).values()
+    assert result.status == "failed"
+    assert result.error == "ValueError: no such attack: boom"
+
+
+@pytest.mark.parametrize("resource", ["GPU", "CPU"])
+def test_a_job_the_cluster_cannot_place_is_a_user_error(executor: RayExecutor, resource: str) -> None:
+    have = ray.cluster_resources().get(resource, 0)
+    field = f"num_{resource.lower()}s"
+    with pytest.raises(UserError, match=f"{field}={have + 1:g} per job, the cluster has {have:g} {resource}s") as error:
+        RayExecutor(ExecutorSpec(name="ray", **{field: have + 1}))
+    assert "\n" not in str(error.value)
+    assert ray.is_initialized(), "an executor that found the cluster running shut it down"
+
+
+def test_an_executor_on_a_running_cluster_leaves_it_running(executor: RayExecutor) -> None:
+    with RayExecutor(ExecutorSpec(name="ray", workers=3)) as other:
+        assert other.slots == 3
+        [result] = run_all(other, [task(0, x=3)]).values()
+        assert result.status == "ok"
+    assert ray.is_initialized()

@@ -184,6 +184,9 @@ def _schedule(
     track: Track, spec: RunSpec, store: Store, executor: Executor, todo: list[Job], planned: Mapping[str, Job], summary: Summary, reporter: Reporter
 ) -> None:
     waiting = sorted(todo, key=lambda job: job.position)
+    if executor.slots > 1:  # several at once: the longest chain of dependants first (training and long cascades start early)
+        depth = _chain_lengths(todo)
+        waiting.sort(key=lambda job: (-depth[job.key], job.position))
     status = {r.key: r.status for r in store.records(derived=False)}
     pending = {job.key for job in waiting}
     in_flight: dict[str, Job] = {}
@@ -225,6 +228,26 @@ def _schedule(
             for job in waiting:
                 finish(job, JobResult(status="failed", error=f"waits for jobs that never ran: {', '.join(k for k in job.depends_on if k in pending)}"))
             waiting.clear()
+
+
+def _chain_lengths(jobs: Sequence[Job]) -> dict[str, int]:
+    """For each job, the number of jobs in the longest chain of dependants that starts at it (itself included)."""
+    dependants: dict[str, list[str]] = {job.key: [] for job in jobs}
+    for job in jobs:
+        for key in job.depends_on:
+            if key in dependants:
+                dependants[key].append(job.key)
+    length: dict[str, int] = {}
+
+    def visit(key: str, path: frozenset[str]) -> int:
+        if key not in length:
+            below = [visit(k, path | {key}) for k in dependants[key] if k not in path]  # a cycle is cut, never followed
+            length[key] = 1 + max(below, default=0)
+        return length[key]
+
+    for job in jobs:
+        visit(job.key, frozenset())
+    return length
 
 
 def _dependency_error(job: Job, missing: Sequence[str], failed: Sequence[str], planned: Mapping[str, Job], store: Store) -> str:

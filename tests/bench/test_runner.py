@@ -123,3 +123,18 @@ def test_a_cascade_step_after_a_crashed_attack_fails_instead_of_running_on_all_p
     assert [(attack, status) for attack, status, _, _ in rows] == [("fgsm", "ok"), ("tests.helpers:RaisingAttack", "failed"), ("pgd", "failed")]
     assert "this attack always crashes" in rows[1][2]
     assert rows[2][2].startswith("not run: the job it depends on") and "this attack always crashes" in rows[2][2] and rows[2][3] is None
+
+
+def test_with_several_workers_the_longest_chains_of_dependants_go_first():
+    from bench.runner import _chain_lengths
+
+    jobs = [
+        Job("a", 0, {}),
+        Job("b", 1, {}, depends_on=("a",)),
+        Job("c", 2, {}, depends_on=("b",)),
+        Job("d", 3, {}),
+        Job("e", 4, {}, depends_on=("a", "d")),
+        Job("f", 5, {}, depends_on=("g",)),  # depends on a job planned after it
+        Job("g", 6, {}),
+    ]
+    assert _chain_lengths(jobs) == {"a": 3, "b": 2, "c": 1, "d": 2, "e": 1, "f": 1, "g": 2}

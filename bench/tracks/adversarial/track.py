@@ -67,8 +67,7 @@ class AdversarialTrack(Track):
     metrics = {
         "clean_accuracy": Metric(HIGHER, "fraction", "accuracy on the unperturbed evaluation points", scope=("model", "defense", "dataset")),
         "robust_accuracy": Metric(HIGHER, "fraction", "fraction of points still classified correctly after the attack (and every attack before it)"),
-        "transform_accuracy": Metric(HIGHER, "fraction", "accuracy averaged over the EOT distribution's transformations"),
-        "certified*": Metric(HIGHER, "fraction", "randomized smoothing's certified accuracy"),
+        "transform_averaged_accuracy": Metric(HIGHER, "fraction", "accuracy averaged over the EOT distribution's transformations"),
     }
     explanations = FLAGS
     advisory = ADVISORY

@@ -127,3 +127,33 @@ def test_an_executor_on_a_running_cluster_leaves_it_running(executor: RayExecuto
         [result] = run_all(other, [task(0, x=3)]).values()
         assert result.status == "ok"
     assert ray.is_initialized()
+
+
+def test_a_run_whose_worker_is_killed_mid_job_finishes_whole_and_equals_the_serial_run(executor: RayExecutor, tmp_path) -> None:
+    """The example track's test hook SIGKILLs the worker of the first job to run; Ray retries it; nothing is lost or doubled."""
+    import sqlite3
+
+    from bench import runner
+    from bench import spec as specs
+    from bench.reporting import load_run
+
+    if "example" not in TRACKS:
+        TRACKS.register("example", "tests.example_track:ExampleTrack")
+    example = TRACKS.create("example")
+
+    def build(**fields: Any) -> Any:
+        raw = {"track": "example", "steps": 100, **fields}
+        return specs.build(specs.merge(example.default_spec(raw), raw, {}), base_dir=tmp_path)
+
+    serial = runner.run(build(), tmp_path / "serial")
+    marker = tmp_path / "killed-once"
+    killed = runner.run(build(die_once=str(marker)), tmp_path / "ray", executor=executor)
+    assert marker.exists(), "no worker was killed"
+    assert killed.failed == [] and killed.planned == killed.ran == serial.planned == serial.ran  # both rounds, every job once
+    with sqlite3.connect(tmp_path / "ray" / "results.db") as db:
+        assert db.execute("SELECT count(*), count(DISTINCT key) FROM jobs WHERE status = 'ok'").fetchone() == (serial.planned, serial.planned)
+
+    def cells(folder: str) -> list[dict]:
+        return [{k: v for k, v in c.items() if k != "seconds"} for c in load_run(tmp_path / folder).cells]
+
+    assert cells("ray") == cells("serial")

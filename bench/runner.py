@@ -263,7 +263,4 @@ def _dependencies(store: Store, keys: Sequence[str]) -> dict[str, Dependency]:
         return {}
     records = {r.key: r for r in store.records(derived=False, keys=list(keys))}
     outcomes = store.outcomes(list(keys))
-    return {
-        key: Dependency(key, records[key].status, records[key].metrics, tuple(dict(o.values) for o in outcomes.get(key, ())))
-        for key in keys
-    }
+    return {key: Dependency(key, records[key].status, records[key].metrics, tuple(dict(o.values) for o in outcomes.get(key, ()))) for key in keys}

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import sys
 import time
 from typing import Any
@@ -89,6 +90,21 @@ def track_path(name: str) -> str | None:
     return f"{module}:{qualname}"
 
 
+def reachable(address: str, timeout: float = 3.0) -> None:
+    """A ``HOST:PORT`` that nothing answers on is a ``UserError`` at once (Ray itself retries it for minutes)."""
+    host, sep, port = address.rpartition(":")
+    if address == "auto" or not sep:
+        return
+    if not port.isdigit():
+        raise UserError(f"--executor ray: the address {address!r} is not 'auto' or HOST:PORT")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as error:
+        reason = error.strerror or error
+        raise UserError(f"--executor ray: nothing answers at {address!r} ({reason}); start the cluster (ray start --head) or fix --address") from None
+
+
 def one_line(error: BaseException) -> str:
     """``Type: first line of the message``."""
     text = str(error).strip().splitlines()
@@ -127,6 +143,7 @@ class RayExecutor(Executor):
             log.info("ray: using the cluster this process is already connected to")
             return
         if self.spec.address is not None:
+            reachable(self.spec.address)
             try:
                 ray.init(address=self.spec.address, log_to_driver=False, logging_level=logging.WARNING, ignore_reinit_error=True)
                 self._connected = True

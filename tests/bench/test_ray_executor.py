@@ -157,3 +157,17 @@ def test_a_run_whose_worker_is_killed_mid_job_finishes_whole_and_equals_the_seri
         return [{k: v for k, v in c.items() if k != "seconds"} for c in load_run(tmp_path / folder).cells]
 
     assert cells("ray") == cells("serial")
+
+
+def test_an_address_nothing_answers_on_is_one_line_at_once() -> None:
+    import socket
+
+    from bench.executors.ray import reachable
+
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(UserError, match=rf"nothing answers at '127.0.0.1:{port}'"):  # Ray itself would retry for minutes
+        reachable(f"127.0.0.1:{port}")
+    with pytest.raises(UserError, match="is not 'auto' or HOST:PORT"):
+        reachable("localhost:http")

@@ -40,6 +40,7 @@ import torch
 from bench.runner import job_key
 from bench.spec import fail, integer
 from bench.tracks import HIGHER, LOWER, Job, JobResult, Metric, Task, Track
+from bench.training import one_cpu_thread
 from bench.worker import Cache, dataset, eval_set, resolve_device
 from reports.leaderboard import Table, percent
 
@@ -157,14 +158,15 @@ class ExampleTrack(Track):
         classes = dataset(spec, cache).num_classes
         model = torch.nn.Linear(x_fit.shape[1], classes).to(device)
         decay = task.job.payload["weight_decay"]
-        for _ in range(spec.steps):  # plain SGD on cross-entropy + decay/2 * |W|^2 (the bias is not decayed)
-            batch = torch.randint(0, len(y_fit), (BATCH,)).to(device)
-            loss = torch.nn.functional.cross_entropy(model(x_fit[batch]), y_fit[batch]) + decay / 2 * model.weight.square().sum()
-            model.zero_grad()
-            loss.backward()
-            with torch.no_grad():
-                for parameter in model.parameters():
-                    parameter -= spec.lr * parameter.grad
+        with one_cpu_thread(device):  # the same weights whatever the worker's thread count (serial: every core; ray: one)
+            for _ in range(spec.steps):  # plain SGD on cross-entropy + decay/2 * |W|^2 (the bias is not decayed)
+                batch = torch.randint(0, len(y_fit), (BATCH,)).to(device)
+                loss = torch.nn.functional.cross_entropy(model(x_fit[batch]), y_fit[batch]) + decay / 2 * model.weight.square().sum()
+                model.zero_grad()
+                loss.backward()
+                with torch.no_grad():
+                    for parameter in model.parameters():
+                        parameter -= spec.lr * parameter.grad
         with torch.no_grad():
             train_loss = float(torch.nn.functional.cross_entropy(model(x_fit), y_fit))
             val_accuracy = float((model(x_val).argmax(1) == y_val).float().mean())

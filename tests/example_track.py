@@ -37,8 +37,8 @@ from typing import Any
 
 import torch
 
+from bench.fields import fail, integer
 from bench.runner import job_key
-from bench.spec import fail, integer
 from bench.tracks import HIGHER, LOWER, Job, JobResult, Metric, Task, Track
 from bench.training import one_cpu_thread
 from bench.worker import Cache, dataset, eval_set, resolve_device

@@ -31,7 +31,7 @@ from tests.example_track import DEFAULT_DECAYS, ExampleTrack
 
 ROOT = Path(__file__).resolve().parents[2]
 TRACK_FILE = ROOT / "tests" / "example_track.py"
-PUBLIC = ("bench.tracks", "bench.spec", "bench.errors", "bench.worker", "bench.runner", "bench.training")
+PUBLIC = ("bench.tracks", "bench.spec", "bench.fields", "bench.errors", "bench.worker", "bench.runner", "bench.training")
 SEEDS = 2  # the default spec's
 GRID_JOBS = len(DEFAULT_DECAYS) * SEEDS
 JOBS = GRID_JOBS + SEEDS  # plus one refinement per seed

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bench import runner
+from bench import fields, runner
 from bench import spec as specs
 from bench.runner import job_key
 from bench.tracks import HIGHER, TRACKS, Job, JobResult, Metric, Task, Track
@@ -38,7 +38,7 @@ class ChainTrack(Track):
         return {"length": 3}
 
     def parse(self, raw: Mapping[str, Any], *, base_dir: Path) -> ChainSection:
-        return ChainSection(specs.integer(raw, "length", 3, 1), tuple(raw.get("fail", ())), bool(raw.get("dangling", False)))
+        return ChainSection(fields.integer(raw, "length", 3, 1), tuple(raw.get("fail", ())), bool(raw.get("dangling", False)))
 
     def plan(self, spec: Any, finished: Mapping[str, Any]) -> list[Job]:
         n = spec.length

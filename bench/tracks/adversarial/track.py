@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from attacks import ATTACKS
-from bench import spec as fields
+from bench import fields
 from bench.errors import UserError
 from bench.guard import eval_mode, predict
 from bench.runner import job_key

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from attacks import ATTACKS
-from bench import spec as fields
+from bench import fields
 from bench.data import Dataset
 from bench.errors import UserError
 from bench.guard import eval_mode

@@ -1,0 +1,273 @@
+"""Parsers of the spec fields several tracks share, and the one-line spec error.
+
+A track's ``parse`` calls these for its section; each problem is one
+``UserError`` naming its place in the spec::
+
+    spec.attacks[1].eps: must be > 0, got -0.03
+
+Components named in a field are looked up in ``bench.catalog``'s registries
+and built once, so a wrong name or parameter fails before any compute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.errors import ParamError, UserError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    checkpoint: str | None = None  # resolved path
+    train: bool = True  # train with the spec's recipe (False: use the checkpoint as it is)
+
+    @property
+    def label(self) -> str:
+        return self.name + _param_suffix(self.params)
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """A named component with keyword parameters: a defense, an uncertainty estimator, an OOD set."""
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.name + _param_suffix(self.params)
+
+
+DefenseSpec = ComponentSpec
+
+
+@dataclass(frozen=True)
+class ShiftSpec:
+    """A dataset shift at each of its ``levels`` (degrees, fractions of the width, ...)."""
+
+    name: str
+    levels: tuple[float, ...]
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    name: str
+    eps: tuple[float, ...]
+    params: Mapping[str, Any] = field(default_factory=dict)
+    label: str = ""
+
+
+def _param_suffix(params: Mapping[str, Any]) -> str:
+    if not params:
+        return ""
+    return "(" + ", ".join(f"{k}={v}" for k, v in sorted(params.items())) + ")"
+
+
+def _fail(path: str, message: str) -> UserError:
+    return UserError(f"{path}: {message}")
+
+
+def _expect(value: Any, kind: type | tuple[type, ...], path: str, what: str) -> Any:
+    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,))):
+        raise _fail(path, f"must be {what}, got {value!r}")
+    return value
+
+
+def _int(value: Any, path: str, minimum: int) -> int:
+    _expect(value, int, path, "an integer")
+    if value < minimum:
+        raise _fail(path, f"must be >= {minimum}, got {value}")
+    return value
+
+
+def _table_list(raw: Any, path: str) -> list[Mapping[str, Any]]:
+    if isinstance(raw, Mapping):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw:
+        raise _fail(path, "must be a non-empty list of tables ([[...]] in TOML)")
+    for i, item in enumerate(raw):
+        if isinstance(item, str):
+            raw[i] = {"name": item}
+        elif not isinstance(item, Mapping):
+            raise _fail(f"{path}[{i}]", f"must be a table or a name, got {item!r}")
+        elif "name" not in item:
+            raise _fail(f"{path}[{i}]", "needs a 'name'")
+    return [dict(item) for item in raw]
+
+
+def _component_error(path: str, error: UserError) -> UserError:
+    if isinstance(error, ParamError):
+        return _fail(f"{path}.{error.field}", error.message)
+    return _fail(path, str(error))
+
+
+def fail(path: str, message: str) -> UserError:
+    """The one-line spec error: ``spec.attacks[1].eps: must be > 0, got -0.03``."""
+    return _fail(path, message)
+
+
+def boolean(raw: Mapping[str, Any], name: str, default: bool) -> bool:
+    return _expect(raw.get(name, default), bool, f"spec.{name}", "true or false")
+
+
+def integer(raw: Mapping[str, Any], name: str, default: int, minimum: int) -> int:
+    return _int(raw.get(name, default), f"spec.{name}", minimum)
+
+
+def models_field(raw: Any, base_dir: Path) -> tuple[ModelSpec, ...]:
+    """``[[models]]``: each a registered model name with parameters, an optional checkpoint (checked now) and ``train``."""
+    from bench.catalog import registry
+
+    models = tuple(_model(item, f"spec.models[{i}]", base_dir, registry("models")) for i, item in enumerate(_table_list(raw, "spec.models")))
+    _unique("spec.models", [m.label for m in models])
+    return models
+
+
+def components_field(raw: Any, name: str, what: str, kind: str | None = None) -> tuple[ComponentSpec, ...]:
+    """An optional list of named components (``[[defenses]]``, ``[[estimators]]``, ...) of a ``bench.catalog`` kind, each built once to check it."""
+    from bench.catalog import registry
+
+    specs = _components(raw, f"spec.{name}", what, registry(kind or name))
+    _unique(f"spec.{name}", [c.label for c in specs])
+    return specs
+
+
+def attacks_field(raw: Any) -> tuple[AttackSpec, ...]:
+    """``[[attacks]]``: each a registered attack with an eps grid and parameters, checked at every eps."""
+    from bench.catalog import registry
+
+    return _attacks(_table_list(raw, "spec.attacks"), registry("attacks"))
+
+
+def shifts_field(raw: Any) -> tuple[ShiftSpec, ...]:
+    """``[[shifts]]``: each a registered shift at its ``levels``."""
+    from bench.catalog import registry
+
+    shifts = _shifts(raw, registry("shifts"))
+    _unique("spec.shifts", [s.name + _param_suffix(s.params) for s in shifts])
+    return shifts
+
+
+def _components(raw: Any, path: str, what: str, registry: Any) -> tuple[ComponentSpec, ...]:
+    """An optional list of named components, each built once to check its name and parameters."""
+    if raw is None:
+        return ()
+    specs = []
+    for i, item in enumerate(_table_list(raw, path)):
+        specs.append(_component(item, f"{path}[{i}]", what, registry))
+    return tuple(specs)
+
+
+def _shifts(raw: Any, registry: Any) -> tuple[ShiftSpec, ...]:
+    if raw is None:
+        return ()
+    specs = []
+    for i, item in enumerate(_table_list(raw, "spec.shifts")):
+        path = f"spec.shifts[{i}]"
+        name = _expect(item["name"], str, f"{path}.name", "a shift name")
+        if "levels" not in item:
+            raise _fail(path, "needs 'levels' (a number or a list of numbers)")
+        levels = item["levels"] if isinstance(item["levels"], list) else [item["levels"]]
+        if not levels:
+            raise _fail(f"{path}.levels", "must not be an empty list")
+        params = {k: v for k, v in item.items() if k not in ("name", "levels")}
+        for level in levels:
+            try:
+                registry.create(name, level=level, **params)
+            except ParamError as error:
+                raise _fail(f"{path}.{'levels' if error.field == 'level' else error.field}", error.message) from None
+            except UserError as error:
+                raise _component_error(path, error) from None
+        if len(set(levels)) != len(levels):
+            raise _fail(f"{path}.levels", f"lists a level twice: {levels}")
+        specs.append(ShiftSpec(name, tuple(float(level) for level in levels), params))
+    return tuple(specs)
+
+
+def _unique(path: str, labels: Sequence[str]) -> None:
+    seen = set()
+    for i, label in enumerate(labels):
+        if label in seen:
+            raise _fail(f"{path}[{i}]", f"'{label}' is listed twice")
+        seen.add(label)
+
+
+def _model(item: Mapping[str, Any], path: str, base_dir: Path, registry: Any) -> ModelSpec:
+    from models.checkpoint import read_state_dict
+
+    name = _expect(item["name"], str, f"{path}.name", "a model name")
+    checkpoint = item.get("checkpoint")
+    params = {k: v for k, v in item.items() if k not in ("name", "checkpoint", "train")}
+    try:
+        registry.check(name, params)
+    except UserError as error:
+        raise _component_error(path, error) from None
+    if checkpoint is not None:
+        _expect(checkpoint, str, f"{path}.checkpoint", "a file path")
+        checkpoint = str((base_dir / checkpoint).resolve())
+        try:
+            read_state_dict(checkpoint)  # missing, unsafe or corrupt: fail before any compute
+        except UserError as error:
+            raise _fail(f"{path}.checkpoint", str(error)) from None
+    train = _expect(item.get("train", checkpoint is None), bool, f"{path}.train", "true or false")
+    return ModelSpec(name, params, checkpoint, train)
+
+
+def _component(item: Mapping[str, Any], path: str, what: str, registry: Any) -> ComponentSpec:
+    """A named component, built once to check its name and parameters (cheap: a value until a track uses it)."""
+    name = _expect(item["name"], str, f"{path}.name", what)
+    params = {k: v for k, v in item.items() if k != "name"}
+    try:
+        registry.create(name, **params)
+    except UserError as error:
+        raise _component_error(path, error) from None
+    return ComponentSpec(name, params)
+
+
+def _attacks(items: list[Mapping[str, Any]], registry: Any) -> tuple[AttackSpec, ...]:
+    specs = []
+    for i, item in enumerate(items):
+        path = f"spec.attacks[{i}]"
+        name = _expect(item["name"], str, f"{path}.name", "an attack name")
+        if "eps" not in item:
+            raise _fail(path, "needs 'eps' (a number or a list of numbers)")
+        grid = item["eps"] if isinstance(item["eps"], list) else [item["eps"]]
+        if not grid:
+            raise _fail(f"{path}.eps", "must not be an empty list")
+        params = {k: v for k, v in item.items() if k not in ("name", "eps")}
+        eps_values = []
+        for eps in grid:
+            try:
+                attack = registry.create(name, eps=eps, **params)
+            except UserError as error:
+                raise _component_error(path, error) from None
+            supported = registry.meta(name).get("norms")
+            norm = getattr(attack, "norm", None)
+            if supported and norm not in supported:
+                raise _fail(f"{path}.norm", f"attack '{name}' does not support norm '{norm}'; it supports: {', '.join(supported)}")
+            eps_values.append(float(eps))
+        specs.append(AttackSpec(name, tuple(eps_values), params))
+    return tuple(_labelled(specs))
+
+
+def _labelled(specs: list[AttackSpec]) -> list[AttackSpec]:
+    """Column labels: the attack's name, plus the parameters that tell apart two uses of one name."""
+    out = []
+    for spec in specs:
+        twins = [s for s in specs if s.name == spec.name and s.params.get("norm") == spec.params.get("norm")]
+        label = spec.name
+        if len(twins) > 1:  # (twins that differ only in norm sit in different tables and keep the plain name)
+            differing = {k: v for k, v in spec.params.items() if any(t.params.get(k) != v for t in twins)}
+            label += _param_suffix(differing) or _param_suffix(spec.params)
+        out.append(AttackSpec(spec.name, spec.eps, spec.params, label))
+    labels = [(s.label, s.params.get("norm")) for s in out]
+    for i, label in enumerate(labels):
+        if labels.index(label) != i:
+            raise _fail(f"spec.attacks[{i}]", f"repeats attack '{label[0]}' with the same parameters; merge their eps lists")
+    return out

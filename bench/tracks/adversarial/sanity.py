@@ -1,7 +1,7 @@
 """Automated checks from "On Evaluating Adversarial Robustness" (Carlini et al. 2019) and
 "Indicators of Attack Failure" (Pintor et al. 2022).
 
-Each check returns flag names (explained in ``bench.flags``). Model checks look
+Each check returns flag names (explained in ``bench.tracks.adversarial.flags``). Model checks look
 at the model alone (randomized outputs, masked gradients, probabilities
 instead of logits, an unbounded attack that does not reach ~0 %); attack
 checks look at one attack's run (its loss, silent success, convergence, and

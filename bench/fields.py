@@ -164,19 +164,24 @@ def _components(raw: Any, path: str, what: str, registry: Any) -> tuple[Componen
     return tuple(specs)
 
 
+def _graded(item: Mapping[str, Any], path: str, grid: str, what: str) -> tuple[str, list[Any], dict[str, Any]]:
+    """A component with a grid of values (an attack's ``eps``, a shift's ``levels``): its name, the grid, the other parameters."""
+    name = _expect(item["name"], str, f"{path}.name", what)
+    if grid not in item:
+        raise _fail(path, f"needs '{grid}' (a number or a list of numbers)")
+    values = item[grid] if isinstance(item[grid], list) else [item[grid]]
+    if not values:
+        raise _fail(f"{path}.{grid}", "must not be an empty list")
+    return name, values, {k: v for k, v in item.items() if k not in ("name", grid)}
+
+
 def _shifts(raw: Any, registry: Any) -> tuple[ShiftSpec, ...]:
     if raw is None:
         return ()
     specs = []
     for i, item in enumerate(_table_list(raw, "spec.shifts")):
         path = f"spec.shifts[{i}]"
-        name = _expect(item["name"], str, f"{path}.name", "a shift name")
-        if "levels" not in item:
-            raise _fail(path, "needs 'levels' (a number or a list of numbers)")
-        levels = item["levels"] if isinstance(item["levels"], list) else [item["levels"]]
-        if not levels:
-            raise _fail(f"{path}.levels", "must not be an empty list")
-        params = {k: v for k, v in item.items() if k not in ("name", "levels")}
+        name, levels, params = _graded(item, path, "levels", "a shift name")
         for level in levels:
             try:
                 registry.create(name, level=level, **params)
@@ -234,13 +239,7 @@ def _attacks(items: list[Mapping[str, Any]], registry: Any) -> tuple[AttackSpec,
     specs = []
     for i, item in enumerate(items):
         path = f"spec.attacks[{i}]"
-        name = _expect(item["name"], str, f"{path}.name", "an attack name")
-        if "eps" not in item:
-            raise _fail(path, "needs 'eps' (a number or a list of numbers)")
-        grid = item["eps"] if isinstance(item["eps"], list) else [item["eps"]]
-        if not grid:
-            raise _fail(f"{path}.eps", "must not be an empty list")
-        params = {k: v for k, v in item.items() if k not in ("name", "eps")}
+        name, grid, params = _graded(item, path, "eps", "an attack name")
         eps_values = []
         for eps in grid:
             try:

@@ -7,6 +7,6 @@ from bench.registry import Registry
 
 ATTACKS: Registry = Registry("attack", entry_points="frontier_bench.attacks", import_paths=True)
 
-from attacks import adapter_art, adapter_torchattacks, bpda, eot, fgsm, noise, pgd  # noqa: E402,F401  (registration)
+from attacks import adapter_art, adapter_torchattacks, bpda, eot, fgsm, noise, pgd, presets  # noqa: E402,F401  (registration; presets last)
 
 __all__ = ["ATTACKS"]

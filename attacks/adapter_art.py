@@ -4,6 +4,11 @@ The model is wrapped in ART's ``PyTorchClassifier`` (clip values [0, 1], on
 the inputs' device); labels are always passed, so ART attacks the true
 labels rather than the model's own predictions; ``batch_size`` defaults to the
 whole batch (ART's default of 32 is about 1.5x slower here).
+
+``eps_step`` follows eps (``STEP_RULES``): ``2.5 * eps / max_iter`` for the
+projected-gradient family, ``2 * eps`` for the auto-PGD family (its first step,
+halved as it goes: Croce & Hein 2020), ``eps / 4`` for FastGradientMethod
+(used only with ``minimal=True``).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import torch
 from torch import nn
 
 from attacks import ATTACKS
-from attacks.adapter import LibraryAttack, ThreatModel, number_of_classes, unsupported
+from attacks.adapter import LibraryAttack, StepRule, ThreatModel, number_of_classes, unsupported
 
 LINF, L2, BOTH = ("linf",), ("l2",), ("linf", "l2")
 _NORM_VALUES = {"linf": np.inf, "l2": 2}
@@ -60,6 +65,22 @@ THREAT_MODELS = {
 }
 
 
+STEP_RULES = {
+    **{
+        n: StepRule("eps_step", "max_iter", 2.5)
+        for n in (
+            "ProjectedGradientDescent",
+            "ProjectedGradientDescentNumpy",
+            "ProjectedGradientDescentPyTorch",
+            "BasicIterativeMethod",
+            "MomentumIterativeMethod",
+        )
+    },
+    **{n: StepRule("eps_step", None, 2.0) for n in ("AutoProjectedGradientDescent", "AutoConjugateGradient", "RescalingAutoConjugateGradient", "AutoAttack")},
+    "FastGradientMethod": StepRule("eps_step", None, 0.25),
+}
+
+
 def art_classes() -> dict[str, type]:
     import art.attacks.evasion as evasion
     from art.attacks.attack import EvasionAttack
@@ -74,6 +95,8 @@ class ARTAttack(LibraryAttack):
     RESERVED: ClassVar[tuple[str, ...]] = ("estimator", "classifier", "eps", "norm")
     BLACK_BOX: ClassVar[frozenset[str]] = frozenset({"SquareAttack", "HopSkipJump", "GeoDA", "BoundaryAttack", "SimBA", "SignOPTAttack", "ZooAttack"})
     SINGLE_STEP: ClassVar[frozenset[str]] = frozenset({"FastGradientMethod"})
+    STEP_RULES: ClassVar[dict[str, StepRule]] = STEP_RULES
+    FILLED: ClassVar[dict[str, tuple[Any, str]]] = {"batch_size": (None, "the whole batch"), "verbose": (False, "")}
 
     def threat_model(self) -> ThreatModel:
         if self.name in THREAT_MODELS:
@@ -99,8 +122,6 @@ class ARTAttack(LibraryAttack):
             kwargs["eps"] = self.eps
         if "norm" in accepted:
             kwargs["norm"] = _NORM_VALUES[self.norm]
-        if "eps_step" in accepted:
-            kwargs.setdefault("eps_step", self.eps / 4)
         if "batch_size" in accepted:
             kwargs.setdefault("batch_size", max(1, x.shape[0]))
         if "verbose" in accepted:

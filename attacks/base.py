@@ -10,8 +10,9 @@ examples were found adversarial on the way), ``run`` returns an
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -66,6 +67,10 @@ class Attack:
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | AttackResult:
         raise NotImplementedError
 
+    def settings(self) -> list[tuple[str, Any, str]]:
+        """The parameters it runs with, as ``(name, value, where the value comes from)`` (``bench list attacks NAME``)."""
+        return [(f.name, getattr(self, f.name), "") for f in dataclasses.fields(self)]
+
     def stronger(self) -> Attack | None:
         """The same attack with twice the iterations (for the convergence check), or None if it has none."""
         return None
@@ -95,5 +100,3 @@ def input_gradient(total: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(x)
     (grad,) = torch.autograd.grad(total, x, allow_unused=True)
     return torch.zeros_like(x) if grad is None else grad
-
-

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -47,6 +48,10 @@ class PGD(Attack):
     @property
     def alpha(self) -> float:
         return self.step_size if self.step_size is not None else 2.5 * self.eps / self.steps
+
+    def settings(self) -> list[tuple[str, Any, str]]:
+        derived = "" if self.step_size is not None else "derived: 2.5 * eps / steps"
+        return [(name, self.alpha, derived) if name == "step_size" else (name, value, note) for name, value, note in super().settings()]
 
     def stronger(self) -> Attack:
         return dataclasses.replace(self, steps=2 * self.steps, step_size=self.alpha / 2)

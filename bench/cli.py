@@ -49,13 +49,15 @@ def _parser() -> argparse.ArgumentParser:
 
     listing = commands.add_parser("list", help="list registered components")
     listing.add_argument("kind", nargs="?", choices=(*REGISTRIES, "flags"), help="which registry, or flags (explained) (default: all)")
-    listing.add_argument("pattern", nargs="?", default="*", help="shell-style wildcard, e.g. 'pgd*' or 'timm:resnet*'")
+    listing.add_argument("pattern", nargs="?", default="*", help="shell-style wildcard, e.g. 'pgd*' or 'timm:resnet*'; one attack's name: its parameters")
+    listing.add_argument("--eps", type=float, help="attacks: the eps at which to show one attack's parameters (default 8/255 for linf, 0.5 for l2)")
+    listing.add_argument("--norm", help="attacks: the norm at which to show one attack's parameters (default linf, or the attack's first)")
 
     report = commands.add_parser("report", help="render a run folder's leaderboard")
     report.add_argument("run_dir", type=Path)
     report.add_argument("--format", choices=FORMATS, default="md", help="latex also saves the plots as PDF in RUN_DIR/figures, and RUN_DIR/leaderboard.tex")
 
-    compare = commands.add_parser("compare", help="what changed between two runs, cell by cell")
+    compare = commands.add_parser("compare", help="what changed between two runs, cell by cell, and whether it is significant")
     compare.add_argument("run_a", type=Path)
     compare.add_argument("run_b", type=Path)
     compare.add_argument("--format", choices=("md", "json"), default="md")
@@ -140,11 +142,16 @@ def _run(args: argparse.Namespace) -> int:
     _configure_logging(args.quiet)
     spec = load_spec(args)
     runner.resolve_device(spec.device)  # a missing GPU is a user error, before any compute
+    fresh = not (args.out and args.out.exists())
     out = _out_dir(args, spec.track)
     from bench.progress import RichReporter
 
     try:
         summary = runner.run(spec, out, reporter=RichReporter(quiet=args.quiet))
+    except UserError:
+        if fresh and out.is_dir() and not any(out.iterdir()):  # refused before anything was written: leave no empty run folder
+            out.rmdir()
+        raise
     except KeyboardInterrupt:
         print(f"interrupted: finished jobs are kept; resume with: bench run --out {out} (same spec)", file=sys.stderr)
         return 130
@@ -180,8 +187,12 @@ def _report(args: argparse.Namespace) -> int:
 
 # -- compare -------------------------------------------------------------------
 def _compare(args: argparse.Namespace) -> int:
+    """Cells of two runs side by side; a changed accuracy is tested paired (exact McNemar) on the per-example outcomes both stores hold."""
+    import json
+
     from bench import reporting
     from bench.gate import declared_metrics
+    from bench.store import Store
     from reports.compare import compare_cells, comparison_json, comparison_markdown
 
     before, after = reporting.load_run(args.run_a), reporting.load_run(args.run_b)
@@ -189,7 +200,18 @@ def _compare(args: argparse.Namespace) -> int:
         raise UserError(f"'{args.run_a}' is a run of track '{before.track.name}', '{args.run_b}' of track '{after.track.name}': nothing to compare")
     track = after.track
     fields = ("track", *(track.cell_dimensions or track.dimensions))
-    comparison = compare_cells(before.cells, after.cells, fields=fields, metrics=declared_metrics(track, [*before.cells, *after.cells]))
+    vectors: list = [None, None]
+
+    def points(run: reporting.RunData) -> tuple:  # example i is the i-th test point of this dataset: pair only runs on the same data
+        spec = json.loads(run.meta["spec"]) if isinstance(run.meta.get("spec"), str) else {}
+        return spec.get("dataset"), spec.get("dataset_params")
+
+    if points(before) == points(after) and points(before)[0] is not None:
+        for i, run in enumerate((before, after)):
+            with Store(run.run_dir / "results.db", create=False) as store:
+                vectors[i] = run.track.paired(run.cells, run.records, store.outcomes(), fields=fields)
+    metrics = declared_metrics(track, [*before.cells, *after.cells])
+    comparison = compare_cells(before.cells, after.cells, fields=fields, metrics=metrics, vectors_before=vectors[0], vectors_after=vectors[1])
     if args.format == "json":
         print(comparison_json(comparison))
     else:
@@ -276,6 +298,42 @@ def _list(args: argparse.Namespace) -> int:
         print(f"{kind}:")
         print(tabulate(rows, tablefmt="plain"))
         print()
+        if kind == "attacks" and names == [args.pattern]:
+            _list_attack_parameters(found, args.pattern, args.eps, args.norm)
     if not found_any:
         raise UserError(f"nothing matches '{args.pattern}'" + (f" among {args.kind}" if args.kind else ""))
     return 0
+
+
+DEFAULT_LIST_EPS = {"linf": 8 / 255, "l2": 0.5}
+
+
+def _eps_text(eps: float) -> str:
+    """8/255 where eps is a whole number of 255ths, else the number."""
+    levels = eps * 255
+    return f"{round(levels)}/255" if 0 < eps < 1 and abs(levels - round(levels)) < 1e-6 else f"{eps:g}"
+
+
+def _list_attack_parameters(attacks: Any, name: str, eps: float | None, norm: str | None) -> None:
+    """The parameters one attack runs with at an eps, derived step sizes included; a preset's, member by member."""
+    from tabulate import tabulate
+
+    norms = [norm] if norm else [n for n in ("linf", "l2") if n in attacks.meta(name).get("norms", ("linf", "l2"))] or ["linf"]
+    for i, norm in enumerate(norms):  # without --norm: linf, else the norm the attack takes (torchattacks:CW is l2 only)
+        eps_at = DEFAULT_LIST_EPS.get(norm, 8 / 255) if eps is None else eps
+        try:
+            attack = attacks.create(name, eps=eps_at, norm=norm)
+            break
+        except UserError:
+            if i == len(norms) - 1:
+                raise
+    eps = eps_at
+    members = attack.members() if hasattr(attack, "members") else [(name, attack)]
+    heading = f"parameters of {name} at eps {_eps_text(eps)} ({norm})"
+    print(f"{heading}, a cascade of {len(members)} attacks:" if len(members) > 1 or members[0][0] != name else f"{heading}:")
+    for label, member in members:
+        if label != name:
+            print(f"{label} ({member.describe()}):")
+        rows = [[key, "-" if value is None else f"{value:.6g}" if isinstance(value, float) else value, note] for key, value, note in member.settings()]
+        print(tabulate(rows, tablefmt="plain"))
+        print()

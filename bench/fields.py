@@ -139,7 +139,12 @@ def components_field(raw: Any, name: str, what: str, kind: str | None = None) ->
 
 
 def attacks_field(raw: Any) -> tuple[AttackSpec, ...]:
-    """``[[attacks]]``: each a registered attack with an eps grid and parameters, checked at every eps."""
+    """``[[attacks]]``: each a registered attack with an eps grid and parameters, checked at every eps.
+
+    An entry naming a preset (``autoattack-standard``) becomes one entry per
+    member attack, with the entry's eps grid, its parameters (``norm``) passed
+    on, and the member's label (``aa-apgd-ce``, ...) as its column.
+    """
     from bench.catalog import registry
 
     return _attacks(_table_list(raw, "spec.attacks"), registry("attacks"))
@@ -236,30 +241,41 @@ def _component(item: Mapping[str, Any], path: str, what: str, registry: Any) -> 
 
 
 def _attacks(items: list[Mapping[str, Any]], registry: Any) -> tuple[AttackSpec, ...]:
-    specs = []
+    from attacks.presets import expand
+
+    specs, sources = [], []  # sources: the entry each spec comes from (a preset gives several)
     for i, item in enumerate(items):
         path = f"spec.attacks[{i}]"
         name, grid, params = _graded(item, path, "eps", "an attack name")
-        eps_values = []
-        for eps in grid:
-            try:
-                attack = registry.create(name, eps=eps, **params)
-            except UserError as error:
-                raise _component_error(path, error) from None
-            supported = registry.meta(name).get("norms")
-            norm = getattr(attack, "norm", None)
-            if supported and norm not in supported:
-                raise _fail(f"{path}.norm", f"attack '{name}' does not support norm '{norm}'; it supports: {', '.join(supported)}")
-            eps_values.append(float(eps))
-        specs.append(AttackSpec(name, tuple(eps_values), params))
-    return tuple(_labelled(specs))
+        try:
+            members = expand(name, params)
+        except UserError as error:
+            raise _component_error(path, error) from None
+        for member, member_params, label in members or [(name, params, "")]:
+            eps_values = []
+            for eps in grid:
+                try:
+                    attack = registry.create(member, eps=eps, **member_params)
+                except UserError as error:
+                    raise _component_error(path, error) from None
+                supported = registry.meta(member).get("norms")
+                norm = getattr(attack, "norm", None)
+                if supported and norm not in supported:
+                    raise _fail(f"{path}.norm", f"attack '{member}' does not support norm '{norm}'; it supports: {', '.join(supported)}")
+                eps_values.append(float(eps))
+            specs.append(AttackSpec(member, tuple(eps_values), member_params, label))
+            sources.append(i)
+    return tuple(_labelled(specs, sources))
 
 
-def _labelled(specs: list[AttackSpec]) -> list[AttackSpec]:
-    """Column labels: the attack's name, plus the parameters that tell apart two uses of one name."""
+def _labelled(specs: list[AttackSpec], sources: list[int]) -> list[AttackSpec]:
+    """Column labels: the attack's name, plus the parameters that tell apart two uses of one name (a preset's members keep theirs)."""
     out = []
     for spec in specs:
-        twins = [s for s in specs if s.name == spec.name and s.params.get("norm") == spec.params.get("norm")]
+        if spec.label:
+            out.append(spec)
+            continue
+        twins = [s for s in specs if not s.label and s.name == spec.name and s.params.get("norm") == spec.params.get("norm")]
         label = spec.name
         if len(twins) > 1:  # (twins that differ only in norm sit in different tables and keep the plain name)
             differing = {k: v for k, v in spec.params.items() if any(t.params.get(k) != v for t in twins)}
@@ -268,5 +284,5 @@ def _labelled(specs: list[AttackSpec]) -> list[AttackSpec]:
     labels = [(s.label, s.params.get("norm")) for s in out]
     for i, label in enumerate(labels):
         if labels.index(label) != i:
-            raise _fail(f"spec.attacks[{i}]", f"repeats attack '{label[0]}' with the same parameters; merge their eps lists")
+            raise _fail(f"spec.attacks[{sources[i]}]", f"repeats attack '{label[0]}' with the same parameters; merge their eps lists")
     return out

@@ -93,6 +93,13 @@ class CheckResult:
 
 
 # -- the portable spec ---------------------------------------------------------
+
+
+def cell_flags(cell: Mapping[str, Any]) -> list[str]:
+    """A cell's flags and the flags of the model checks its row stands on (``model_flags``): what the gate holds a row to."""
+    return sorted(set(cell.get("flags") or []) | set(cell.get("model_flags") or []))
+
+
 def portable_spec(canonical: str | Mapping[str, Any]) -> dict[str, Any]:
     """The spec as a baseline holds it: machine-specific paths removed (dataset folder, checkpoint folders).
 
@@ -144,7 +151,7 @@ def make_baseline(run_dir: Path) -> dict[str, Any]:
             {
                 **{k: cell.get(k) for k in fields},
                 "status": cell["status"],
-                "flags": sorted(cell.get("flags") or []),
+                "flags": cell_flags(cell),
                 "n": cell.get("n"),
                 "metrics": cell_metrics(cell),
             }
@@ -303,7 +310,7 @@ def compare(baseline: Baseline, cells: Sequence[Mapping[str, Any]], tolerances: 
             continue
         if row.status == "ok" and cell["status"] != "ok":
             regressions.append(Regression(row.row, label, "status", row.status, str(cell["status"]), "ok"))
-        added = sorted(set(cell.get("flags") or []) - set(row.flags))
+        added = sorted(set(cell_flags(cell)) - set(row.flags))
         gated = [f for f in added if f not in track.advisory]
         if gated:
             regressions.append(Regression(row.row, label, "flags", ", ".join(row.flags) or "-", ", ".join(gated), "no new flags"))

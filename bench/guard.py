@@ -55,9 +55,33 @@ class ModelWatch:
         return found
 
 
+PREDICTION_SEED = 20190208  # the draws of a randomized model's majority vote (common random numbers across evaluations)
+
+
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """Predicted labels, batched, without gradients."""
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, *, draws: int = 1) -> torch.Tensor:
+    """Predicted labels, batched, without gradients.
+
+    A model with its own ``predict_labels`` (randomized smoothing's PREDICT, which abstains with -1) decides for
+    itself; otherwise ``draws > 1`` counts the majority over that many forward passes (a randomized model), so one
+    lucky draw neither breaks nor saves a point. Those passes draw from a fixed seed (common random numbers):
+    an evaluation repeated with other attack seeds predicts the same points the same way.
+    """
     if x.shape[0] == 0:
         return torch.empty(0, dtype=torch.long, device=x.device)
-    return torch.cat([model(batch).argmax(dim=1) for batch in x.split(batch_size)])
+    own = getattr(model, "predict_labels", None)
+    if callable(own):
+        return torch.cat([own(batch) for batch in x.split(batch_size)])
+    if draws <= 1:
+        return torch.cat([model(batch).argmax(dim=1) for batch in x.split(batch_size)])
+    devices = [x.device] if x.device.type == "cuda" else []
+    out = []
+    with torch.random.fork_rng(devices=devices):  # the same draws whatever ran before: repeated evaluations agree; the caller's stream is untouched
+        torch.manual_seed(PREDICTION_SEED)
+        for batch in x.split(batch_size):
+            first = model(batch)
+            votes = torch.nn.functional.one_hot(first.argmax(dim=1), first.shape[1])
+            for _ in range(draws - 1):
+                votes += torch.nn.functional.one_hot(model(batch).argmax(dim=1), first.shape[1])
+            out.append(votes.argmax(dim=1))
+    return torch.cat(out)

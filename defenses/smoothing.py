@@ -26,7 +26,14 @@ ABSTAIN = -1
 
 
 class Smoothed(nn.Module):
-    """log E[softmax(base(x + noise))] over ``samples`` draws, as logits."""
+    """log E[softmax(base(x + noise))] over ``samples`` draws, as logits.
+
+    Randomized (declared, so the harness attacks it with EOT): the harness counts each of its predictions
+    as the majority over the spec's ``draws`` passes, an estimate of the smoothed classifier g.
+    """
+
+    randomized = True
+    differentiable = True
 
     def __init__(self, base: nn.Module, sigma: float, samples: int) -> None:
         super().__init__()
@@ -53,6 +60,20 @@ def class_counts(base: nn.Module, x: torch.Tensor, *, sigma: float, draws: int, 
         done += k
     assert counts is not None
     return counts
+
+
+@torch.no_grad()
+def predict_with_abstain(base: nn.Module, x: torch.Tensor, *, sigma: float, draws: int, alpha: float) -> torch.Tensor:
+    """Cohen et al.'s PREDICT: the top class, or ABSTAIN when a binomial test cannot tell the top two apart."""
+    from scipy.stats import binomtest
+
+    counts = class_counts(base, x, sigma=sigma, draws=draws)
+    top2 = counts.topk(2, dim=1)
+    out = top2.indices[:, 0].clone()
+    for i, (n_a, n_b) in enumerate(top2.values.tolist()):
+        if binomtest(n_a, n_a + n_b, 0.5).pvalue > alpha:
+            out[i] = ABSTAIN
+    return out
 
 
 def lower_confidence_bound(successes: torch.Tensor, trials: int, alpha: float) -> torch.Tensor:
@@ -109,12 +130,4 @@ class RandomizedSmoothing(Defense):
 
     def predict(self, model: nn.Module, x: torch.Tensor, *, draws: int | None = None) -> torch.Tensor:
         """Cohen et al.'s PREDICT: the top class, or ABSTAIN when a binomial test cannot tell the top two apart."""
-        from scipy.stats import binomtest
-
-        counts = class_counts(self.base(model), x, sigma=self.sigma, draws=draws or self.n)
-        top2 = counts.topk(2, dim=1)
-        out = top2.indices[:, 0].clone()
-        for i, (n_a, n_b) in enumerate(top2.values.tolist()):
-            if binomtest(n_a, n_a + n_b, 0.5).pvalue > self.alpha:
-                out[i] = ABSTAIN
-        return out
+        return predict_with_abstain(self.base(model), x, sigma=self.sigma, draws=draws or self.n, alpha=self.alpha)

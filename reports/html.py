@@ -1,8 +1,11 @@
 """``leaderboard.html``: one self-contained page (inline CSS and JS, pictures embedded; no network needed to view it).
 
-Sortable tables of clean, per-attack and worst-case accuracy, flags as badges
-with their one-line explanation, the tracks' plots (robustness curves), the
-gallery of adversarial examples and the run's provenance at the foot. Every
+Sortable tables of clean, per-attack and worst-case accuracy (each with its
+95 % Wilson interval in a smaller muted span and, exact, in the cell's
+tooltip; columns sort on the accuracy itself, ``data-value``), the worst
+case's rank and verdict where the track set them (ties and the verdict's
+details in the tooltip), flags as badges with their one-line explanation,
+the tracks' plots (robustness curves), the gallery of adversarial examples and the run's provenance at the foot. Every
 stored job appears as one table cell carrying its key (``data-key``).
 """
 
@@ -14,7 +17,21 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reports.gallery import GalleryGroup, gallery_html
-from reports.leaderboard import NORM_TITLES, Table, cell_title, failed_cells, footnote, percent, sections, used_flags
+from reports.leaderboard import (
+    NORM_TITLES,
+    TIE_TEST,
+    Row,
+    Table,
+    bracket,
+    cell_title,
+    failed_cells,
+    footnote,
+    interval,
+    percent,
+    sections,
+    used_flags,
+    verdict,
+)
 from reports.plots import Plot, slug, to_svg
 
 _CSS = """
@@ -36,6 +53,8 @@ td.num, th.num { text-align: right; }
 td.flags { white-space: normal; min-width: 240px; }
 .scroll { overflow-x: auto; }
 td.worst { font-weight: 600; background: #f7f9fd; }
+.ci { color: var(--muted); font-size: 12px; font-weight: normal; }
+td.judged { white-space: normal; min-width: 160px; }
 thead th { background: var(--head); position: sticky; top: 0; cursor: pointer; user-select: none; }
 th button { all: unset; cursor: pointer; font-weight: 600; }
 th button:focus-visible { outline: 2px solid var(--accent); }
@@ -111,12 +130,26 @@ def _number(value: float | None) -> str:
     return "" if value is None else repr(float(value))
 
 
+def _interval_text(found: tuple[float, float] | None) -> str:
+    return "" if found is None else f"95 % interval {100 * found[0]:.1f}–{100 * found[1]:.1f} %"
+
+
+def _accuracy_html(value: float | None, found: tuple[float, float] | None) -> str:
+    """'58.3 <span class="ci">[53–63]</span>'."""
+    if value is None:
+        return ""
+    return percent(value) + (f' <span class="ci">{bracket(found)}</span>' if found is not None else "")
+
+
 def _cell_html(cell: Mapping[str, Any] | None, *, explanations: Mapping[str, str], worst: bool = False) -> str:
     css = "num worst" if worst else "num"
     if cell is None:
         return f'<td class="{css}" data-value=""></td>'
     key = f' data-key="{html.escape(cell["key"])}"' if cell.get("key") else ""
+    found = interval(cell, "robust_accuracy") if cell["status"] == "ok" else None
     details = [f"{cell['attack']} at eps {cell['eps']:g}" if cell.get("eps") is not None else str(cell["attack"])]
+    if found is not None:
+        details.append(_interval_text(found))
     if cell.get("n") is not None:
         details.append(f"n = {cell['n']}")
     if cell.get("seconds") is not None:
@@ -125,18 +158,46 @@ def _cell_html(cell: Mapping[str, Any] | None, *, explanations: Mapping[str, str
         details.append(str(cell["error"]))
     title = html.escape("; ".join(details))
     if cell["status"] == "ok":
-        return f'<td class="{css}" data-value="{_number(cell["robust_accuracy"])}"{key} title="{title}">{percent(cell["robust_accuracy"])}</td>'
+        value = cell["robust_accuracy"]
+        return f'<td class="{css}" data-value="{_number(value)}"{key} title="{title}">{_accuracy_html(value, found)}</td>'
     status = cell["status"]
     reason = "; ".join(explanations.get(f, f) for f in cell["flags"]) or cell.get("error") or status
     badge = f'<span class="badge status-{html.escape(status)}" title="{html.escape(reason)}">{html.escape(status)}</span>'
     return f'<td class="{css}" data-value=""{key} title="{title}">{badge}</td>'
 
 
+def _clean_html(row: Row) -> str:
+    title = f' title="{html.escape(_interval_text(row.clean_interval))}"' if row.clean_interval is not None else ""
+    return f'<td class="num" data-value="{_number(row.clean_accuracy)}"{title}>{_accuracy_html(row.clean_accuracy, row.clean_interval)}</td>'
+
+
+def _rank_html(row: Row, worst: Mapping[str, Any] | None) -> str:
+    """The worst case's rank at this eps ('2 ab'), sorting on the rank; the rows it ties with in the tooltip."""
+    if worst is None or worst.get("rank") is None:
+        return '<td class="num" data-value=""></td>'
+    where = f" at eps {row.eps:g}" if row.eps is not None else ""
+    tied = worst.get("tied_with") or []
+    details = [
+        f"rank {worst['rank']} of {worst.get('rank_of', '?')}{where} by worst-case robust accuracy",
+        f"not significantly different ({TIE_TEST}) from: {', '.join(tied)}" if tied else f"significantly different ({TIE_TEST}) from every other row",
+    ]
+    number, _, letters = row.rank.partition(" ")
+    shown = html.escape(number) + (f' <span class="ci">{html.escape(letters)}</span>' if letters else "")
+    return f'<td class="num" data-value="{int(worst["rank"])}" title="{html.escape("; ".join(details))}">{shown}</td>'
+
+
+def _verdict_html(worst: Mapping[str, Any] | None) -> str:
+    details = (worst or {}).get("verdict_details") or []
+    title = f' title="{html.escape("; ".join(map(str, details)))}"' if details else ""
+    return f'<td class="judged"{title}>{html.escape(verdict(worst))}</td>'
+
+
 def _tables(cells: Sequence[Mapping[str, Any]], *, worst_case: str, explanations: Mapping[str, str]) -> str:
     parts = []
     for section in sections(cells, worst_case=worst_case):
         columns = [("model", "text"), ("defense", "text"), ("eps", "number"), ("clean %", "number")]
-        columns += [(f"{a} %", "number") for a in section.attacks] + [("worst case %", "number"), ("flags", "text")]
+        columns += [(f"{a} %", "number") for a in section.attacks] + [("worst case %", "number")]
+        columns += [("rank", "number")] * section.ranked + [("verdict", "text")] * section.judged + [("flags", "text")]
         head = "".join(
             f'<th scope="col" data-type="{kind}" class="{"num" if kind == "number" else "text"}" aria-sort="none">'
             f'<button type="button">{html.escape(name)}</button></th>'
@@ -145,13 +206,16 @@ def _tables(cells: Sequence[Mapping[str, Any]], *, worst_case: str, explanations
         body = []
         for row in section.rows:
             flags = "".join(_badge(f, explanations) for f in row.flags)
+            worst = row.by_attack.get(worst_case)
             body.append(
                 "<tr>"
                 + f"<td>{html.escape(row.model)}</td><td>{html.escape(row.defense)}</td>"
                 + f'<td class="num" data-value="{_number(row.eps)}">{"" if row.eps is None else f"{row.eps:g}"}</td>'
-                + f'<td class="num" data-value="{_number(row.clean_accuracy)}">{percent(row.clean_accuracy)}</td>'
+                + _clean_html(row)
                 + "".join(_cell_html(row.by_attack.get(a), explanations=explanations) for a in section.attacks)
-                + _cell_html(row.by_attack.get(worst_case), explanations=explanations, worst=True)
+                + _cell_html(worst, explanations=explanations, worst=True)
+                + (_rank_html(row, worst) if section.ranked else "")
+                + (_verdict_html(worst) if section.judged else "")
                 + f'<td class="flags">{flags}</td></tr>'
             )
         table_id = f"table-{slug(section.dataset)}-{slug(str(section.norm))}"
@@ -197,10 +261,7 @@ def _flags_and_failures(cells: Sequence[Mapping[str, Any]], *, explanations: Map
         parts.append(f'<h3>Flags</h3><dl class="flags">{items}</dl>')
     failed = failed_cells(cells)
     if failed:
-        items = "".join(
-            f"<li>{html.escape(cell_title(c))}: <code>{html.escape(c['error'])}</code></li>"
-            for c in failed
-        )
+        items = "".join(f"<li>{html.escape(cell_title(c))}: <code>{html.escape(c['error'])}</code></li>" for c in failed)
         parts.append(f"<h3>Failed jobs</h3><ul>{items}</ul>")
     return "\n".join(parts)
 

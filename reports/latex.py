@@ -1,7 +1,10 @@
 """The leaderboard as LaTeX (tabulate's booktabs style), ready for a project report.
 
 Needs ``\\usepackage{booktabs}`` and, for the figures, ``\\usepackage{graphicx}``;
-the plots themselves are saved as PDF beside the ``.tex`` file.
+the plots themselves are saved as PDF beside the ``.tex`` file. Accuracies
+carry their 95 % Wilson interval as in markdown, ``58.3 [53--63]``; ranked
+and judged sections add ``rank`` and ``verdict`` columns, explained in the
+caption.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ _SPECIAL = {
     "}": r"\}",
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
+    "–": "--",
+    "≥": r"$\geq$",
 }
 
 
@@ -61,7 +66,7 @@ def leaderboard_latex(
             "",
         ]
     for section in sections(cells, worst_case=worst_case) if tables is None else ():
-        headers, table = table_rows(section, worst_case=worst_case)
+        headers, table = table_rows(section, worst_case=worst_case, dash="--")
         lines += [
             "\\begin{table}[ht]",
             "\\centering",

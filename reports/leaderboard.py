@@ -1,7 +1,19 @@
 """Leaderboard tables from cells (one dict per leaderboard cell): markdown, JSON, CSV.
 
 The grouping into sections and rows (``sections``) is shared with the LaTeX
-and HTML renderers.
+and HTML renderers. A section's attack columns come in run order: each row's
+cells, in the order they ran, merged (``cascade_order``), so every row reads
+left to right as its attacks ran.
+
+Every accuracy with an ``n`` carries its 95 % Wilson interval (``interval``):
+shown as ``58.3 [53–63]`` (the interval rounded outward to whole percent, so
+it is never narrower than the real one), in JSON as ``clean_interval`` and
+``robust_interval`` lists ``[low, high]`` of fractions, in CSV as one column
+each, ``low;high`` (empty without one). Worst-case cells ranked by
+``bench.tracks.adversarial.ranking`` (``rank``, ``rank_of``, ``tied_with``)
+and judged (``verdict``, ``verdict_details``) add a ``rank`` and a
+``verdict`` column to their section; rows that share a letter in ``rank``
+are not significantly different.
 
 Numbers stay numbers in JSON and CSV; percentages and eps formats are
 display only.
@@ -12,11 +24,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import math
+import string
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tabulate import tabulate
+
+from bench.stats import wilson
 
 JSON_FIELDS = (
     "track",
@@ -34,19 +50,51 @@ JSON_FIELDS = (
     "status",
     "error",
     "metrics",
+    "clean_interval",  # after the fields CSV readers already index by position
+    "robust_interval",
 )
 NORM_TITLES = {"linf": "Linf", "l2": "L2"}
+
+
+INTERVALS = {"clean_accuracy": "clean_interval", "robust_accuracy": "robust_interval"}  # accuracy -> the field of its interval
+CONFIDENCE = 0.95
 
 
 def percent(value: float | None) -> str:
     return "" if value is None else f"{100 * value:.1f}"
 
 
-def _value(cell: Mapping[str, Any] | None) -> str:
+def interval(cell: Mapping[str, Any], field: str) -> tuple[float, float] | None:
+    """The 95 % Wilson interval of an accuracy field of ``cell`` (a fraction of ``n`` points), or None without the value or ``n``."""
+    own = cell.get(INTERVALS.get(field, ""))
+    if own is not None:  # a track that stored its own interval keeps it
+        return float(own[0]), float(own[1])
+    value, n = cell.get(field), cell.get("n")
+    if not isinstance(value, int | float) or isinstance(value, bool) or not n:
+        return None
+    return wilson(min(n, max(0, round(value * n))), n, CONFIDENCE)
+
+
+def bracket(found: tuple[float, float] | None, *, dash: str = "–") -> str:
+    """'[53–63]': an interval in whole percent, rounded outward; '' for None."""
+    if found is None:
+        return ""
+    low, high = math.floor(100 * found[0] + 1e-9), math.ceil(100 * found[1] - 1e-9)
+    return f"[{low}{dash}{high}]"
+
+
+def accuracy(value: float | None, found: tuple[float, float] | None, *, dash: str = "–") -> str:
+    """'58.3 [53–63]': a percentage with its interval (or without, when there is none)."""
+    if value is None:
+        return ""
+    return f"{percent(value)} {bracket(found, dash=dash)}" if found is not None else percent(value)
+
+
+def _value(cell: Mapping[str, Any] | None, *, dash: str = "–") -> str:
     if cell is None:
         return ""
     if cell["status"] == "ok":
-        return percent(cell["robust_accuracy"])
+        return accuracy(cell["robust_accuracy"], interval(cell, "robust_accuracy"), dash=dash)
     return cell["status"]  # invalid | failed: never shown as a number
 
 
@@ -63,6 +111,8 @@ class Row:
     clean_accuracy: float | None
     by_attack: Mapping[str, Mapping[str, Any]]
     flags: tuple[str, ...]
+    clean_interval: tuple[float, float] | None = None
+    rank: str = ""  # '2 ab': the worst case's rank at this eps, then the letters it shares with rows it is not significantly different from
 
 
 @dataclass(frozen=True)
@@ -71,8 +121,10 @@ class Section:
 
     dataset: str
     norm: str | None
-    attacks: tuple[str, ...]  # the worst case excluded
+    attacks: tuple[str, ...]  # the worst case excluded, in run order
     rows: tuple[Row, ...]
+    ranked: bool = False  # a worst-case cell of the section has a rank: show the rank column
+    judged: bool = False  # a worst-case cell of the section has a verdict: show the verdict column
 
     @property
     def title(self) -> str:
@@ -101,6 +153,11 @@ def tables_markdown(tables: Sequence[Table], *, title: str = "Leaderboard") -> s
     return "\n".join([f"# {title}", "", *(table.markdown() for table in tables)]) + "\n"
 
 
+def row_id(cell: Mapping[str, Any]) -> str:
+    """'small-cnn / pgd-at': a leaderboard row (model and defense) as ranks name it in ``tied_with``."""
+    return f"{cell['model']} / {cell['defense']}"
+
+
 def row_key(cell: Mapping[str, Any]) -> tuple:
     return tuple(cell.get(k) for k in ROW_FIELDS)
 
@@ -112,28 +169,134 @@ def row_label(cell: Mapping[str, Any]) -> str:
     return f"{cell.get('model')} / {cell.get('defense')} / {cell.get('attack')} / {where}" + (f" eps {eps:g}" if eps is not None else "")
 
 
+def cascade_order(orders: Iterable[Sequence[str]]) -> list[str]:
+    """The names of every sequence in one order that keeps each sequence's own order (a topological merge, ties by first appearance).
+
+    Where sequences disagree (a before b in one, b before a in another), the first-seen name goes first.
+    """
+    first: dict[str, int] = {}
+    before: dict[str, set[str]] = {}
+    for order in orders:
+        for i, name in enumerate(order):
+            first.setdefault(name, len(first))
+            before.setdefault(name, set()).update(order[:i])
+    placed: list[str] = []
+    remaining = sorted(first, key=first.__getitem__)
+    while remaining:
+        done = set(placed)
+        name = next((n for n in remaining if before[n] <= done), remaining[0])
+        placed.append(name)
+        remaining.remove(name)
+    return placed
+
+
+def _cliques(graph: Mapping[str, set[str]]) -> list[set[str]]:
+    """Every maximal clique of an undirected graph (Bron-Kerbosch with a pivot)."""
+    found: list[set[str]] = []
+
+    def expand(clique: set[str], candidates: set[str], excluded: set[str]) -> None:
+        if not candidates and not excluded:
+            found.append(clique)
+            return
+        pivot = max(candidates | excluded, key=lambda v: len(graph[v] & candidates))
+        for v in sorted(candidates - graph[pivot]):
+            expand(clique | {v}, candidates & graph[v], excluded & graph[v])
+            candidates = candidates - {v}
+            excluded = excluded | {v}
+
+    expand(set(), set(graph), set())
+    return found
+
+
+def tie_groups(tied: Mapping[str, Iterable[str]]) -> list[list[str]]:
+    """The maximal groups of mutually tied rows (two or more), in rank order; ``tied``: each row's ties (``tied_with``), rows best first."""
+    order = list(tied)
+    graph: dict[str, set[str]] = {name: set() for name in order}
+    for name, others in tied.items():
+        for other in others:
+            if other in graph and other != name:
+                graph[name].add(other)
+                graph[other].add(name)
+    groups = [sorted(c, key=order.index) for c in _cliques(graph) if len(c) > 1]
+    return sorted(groups, key=lambda g: [order.index(n) for n in g])
+
+
+def _letter(i: int) -> str:
+    return string.ascii_lowercase[i % 26] * (1 + i // 26)
+
+
+def tie_letters(tied: Mapping[str, Iterable[str]], *, first: int = 0) -> dict[str, str]:
+    """A compact letter display: rows that share a letter are pairwise tied, and every tied pair shares a letter.
+
+    A letter per group of ``tie_groups``, from the ``first``-th letter on; a
+    row tied with none gets no letter. Ties need not be transitive (a ~ b and
+    b ~ c, yet a and c differ: a 'a', b 'ab', c 'b'), which a single mark such
+    as '=' cannot show.
+    """
+    letters = dict.fromkeys(tied, "")
+    for i, group in enumerate(tie_groups(tied)):
+        for name in group:
+            letters[name] += _letter(first + i)
+    return letters
+
+
+def _ranks(rows: Sequence[Row], *, worst_case: str) -> dict[int, str]:
+    """Row index -> '2 ab', per eps, from the worst-case cells' ``rank`` and ``tied_with``; letters never repeat across eps."""
+    by_eps: dict[Any, list[tuple[int, Mapping[str, Any]]]] = {}
+    for i, row in enumerate(rows):
+        worst = row.by_attack.get(worst_case)
+        if worst is not None and worst.get("rank") is not None:
+            by_eps.setdefault(row.eps, []).append((i, worst))
+    shown = {}
+    used = 0
+    for members in by_eps.values():
+        members.sort(key=lambda m: m[1]["rank"])
+        tied = {row_id(cell): cell.get("tied_with") or () for _, cell in members}
+        letters = tie_letters(tied, first=used)
+        used += len(tie_groups(tied))
+        for i, cell in members:
+            shown[i] = f"{cell['rank']} {letters[row_id(cell)]}".strip()
+    return shown
+
+
 def sections(cells: Sequence[Mapping[str, Any]], *, worst_case: str) -> list[Section]:
-    """Cells grouped into tables (dataset x norm) and rows (model x defense x eps), in the order they come."""
+    """Cells grouped into tables (dataset x norm) and rows (model x defense x eps), in the order they come; attack columns in run order."""
     grouped: dict[tuple, list[Mapping[str, Any]]] = {}
     for cell in cells:
         grouped.setdefault((cell["dataset"], cell["norm"]), []).append(cell)
     out = []
     for (dataset, norm), members in grouped.items():
-        attacks = tuple(dict.fromkeys(c["attack"] for c in members if c["attack"] != worst_case))
         rows: dict[tuple, dict[str, Mapping[str, Any]]] = {}
         for cell in members:
             rows.setdefault((cell["model"], cell["defense"], cell["eps"]), {})[cell["attack"]] = cell
+        attacks = tuple(cascade_order([a for a in by_attack if a != worst_case] for by_attack in rows.values()))
         built = []
         for (model, defense, eps), by_attack in rows.items():
-            clean = next((c["clean_accuracy"] for c in by_attack.values() if c["clean_accuracy"] is not None), None)
+            source = next((c for c in by_attack.values() if c["clean_accuracy"] is not None), None)
+            clean = None if source is None else source["clean_accuracy"]
             flags = tuple(sorted({f for c in by_attack.values() for f in c["flags"]}))
-            built.append(Row(model, defense, eps, clean, by_attack, flags))
-        out.append(Section(dataset, norm, attacks, tuple(built)))
+            built.append(Row(model, defense, eps, clean, by_attack, flags, None if source is None else interval(source, "clean_accuracy")))
+        ranks = _ranks(built, worst_case=worst_case)
+        built = [replace(row, rank=ranks.get(i, "")) for i, row in enumerate(built)]
+        worst = [row.by_attack[worst_case] for row in built if worst_case in row.by_attack]
+        ranked = any(c.get("rank") is not None for c in worst)
+        judged = any(c.get("verdict") for c in worst)
+        out.append(Section(dataset, norm, attacks, tuple(built), ranked, judged))
     return out
 
 
 def used_flags(cells: Sequence[Mapping[str, Any]]) -> list[str]:
-    return sorted({f for c in cells for f in c["flags"]})
+    """Every flag the cells carry, their own and their model checks' (``model_flags``)."""
+    return sorted({f for c in cells for f in (*c["flags"], *(c.get("model_flags") or ()))})
+
+
+def model_checks(cells: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str | None, tuple[str, ...]]]:
+    """(model, defense, norm, flags) once per model x defense x norm, from the cells' ``model_flags``: flags measured on the model, not per row."""
+    found: dict[tuple, tuple[str, ...]] = {}
+    for cell in cells:
+        if "model_flags" in cell:
+            found.setdefault((cell["model"], cell["defense"], cell["norm"]), tuple(cell["model_flags"]))
+    return [(*key, flags) for key, flags in found.items()]
 
 
 def at_eps(cell: Mapping[str, Any]) -> str:
@@ -152,23 +315,43 @@ def cell_title(cell: Mapping[str, Any]) -> str:
     return " / ".join(str(cell[k]) for k in ("model", "defense", "attack") if cell.get(k) is not None) + at_eps(cell)
 
 
+INTERVAL_NOTE = "In brackets, the 95 % Wilson interval of each accuracy, rounded outward to whole percent."
+TIE_TEST = "exact McNemar on the same points, p ≥ 0.05"
+RANK_NOTE = f"Rank: by worst-case robust accuracy among the rows at the same eps; rows that share a letter are not significantly different ({TIE_TEST})."
+
+
 def footnote(cells: Sequence[Mapping[str, Any]]) -> str:
     sizes = sorted({c["n"] for c in cells if c["n"] is not None})
-    return (
+    text = (
         f"n = {', '.join(map(str, sizes)) or '?'} test examples per cell; "
         "an example counts as robust only if it is classified correctly both clean and attacked."
     )
+    if any(interval(c, f) is not None for c in cells for f in INTERVALS):
+        text += " " + INTERVAL_NOTE
+    if any(c.get("rank") is not None for c in cells):
+        text += " " + RANK_NOTE
+    return text
 
 
-def table_rows(section: Section, *, worst_case: str) -> tuple[list[str], list[list[str]]]:
-    """Headers and display rows of one section (percentages as text; invalid and failed cells by their status)."""
-    headers = ["model", "defense", "eps", "clean %"] + [f"{a} %" for a in section.attacks] + ["worst case %", "flags"]
-    table = [
-        [row.model, row.defense, f"{row.eps:g}", percent(row.clean_accuracy)]
-        + [_value(row.by_attack.get(a)) for a in section.attacks]
-        + [_value(row.by_attack.get(worst_case)), ", ".join(row.flags)]
-        for row in section.rows
-    ]
+def verdict(cell: Mapping[str, Any] | None) -> str:
+    return "" if cell is None else str(cell.get("verdict") or "")
+
+
+def table_rows(section: Section, *, worst_case: str, dash: str = "–") -> tuple[list[str], list[list[str]]]:
+    """Headers and display rows of one section (percentages with their interval as text; invalid and failed cells by their status)."""
+    extra = ["rank"] * section.ranked + ["verdict"] * section.judged
+    headers = ["model", "defense", "eps", "clean %"] + [f"{a} %" for a in section.attacks] + ["worst case %", *extra, "flags"]
+    table = []
+    for row in section.rows:
+        worst = row.by_attack.get(worst_case)
+        table.append(
+            [row.model, row.defense, f"{row.eps:g}", accuracy(row.clean_accuracy, row.clean_interval, dash=dash)]
+            + [_value(row.by_attack.get(a), dash=dash) for a in section.attacks]
+            + [_value(worst, dash=dash)]
+            + [row.rank] * section.ranked
+            + [verdict(worst)] * section.judged
+            + [", ".join(row.flags)]
+        )
     return headers, table
 
 
@@ -194,10 +377,15 @@ def robustness_markdown(cells: Sequence[Mapping[str, Any]], *, worst_case: str, 
         ]
     averaged = [c for c in cells if "transform_averaged_accuracy" in (c.get("metrics") or {}) and c["status"] == "ok"]
     if averaged:
-        rows = [[c["model"], c["defense"], c["attack"], NORM_TITLES.get(c["norm"], c["norm"]), f"{c['eps']:g}", percent(c["robust_accuracy"]),
+        rows = [[c["model"], c["defense"], c["attack"], NORM_TITLES.get(c["norm"], c["norm"]), f"{c['eps']:g}", _value(c),
                  percent(c["metrics"]["transform_averaged_accuracy"])] for c in averaged]  # fmt: skip
         headers = ["model", "defense", "attack", "norm", "eps", "robust %", "transform-averaged %"]
         lines += ["## Transform-averaged accuracy (EOT)", "", tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
+    checked = [(model, defense, NORM_TITLES.get(norm, norm), ", ".join(flags) or "none") for model, defense, norm, flags in model_checks(cells)]
+    if any(flags != "none" for *_, flags in checked):
+        headers = ["model", "defense", "norm", "flags"]
+        lines += ["## Model checks (once per model x defense x norm, not repeated on its rows)", ""]
+        lines += [tabulate(checked, headers=headers, tablefmt="github", disable_numparse=True), ""]
     used = used_flags(cells)
     if used:
         lines += ["## Flags", ""] + [f"- `{f}`: {explanations.get(f, '')}" for f in used] + [""]
@@ -219,9 +407,15 @@ def fields(cells: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
     return (*JSON_FIELDS, *extra)
 
 
+def _with_intervals(cell: Mapping[str, Any]) -> dict[str, Any]:
+    """The cell with ``clean_interval`` and ``robust_interval`` as [low, high] (None without one)."""
+    found = {name: interval(cell, field) for field, name in INTERVALS.items()}
+    return {**cell, **{name: None if value is None else list(value) for name, value in found.items()}}
+
+
 def to_json(cells: Sequence[Mapping[str, Any]]) -> str:
     names = fields(cells)
-    return json.dumps([{k: cell.get(k) for k in names} for cell in cells], indent=2)
+    return json.dumps([{k: full.get(k) for k in names} for full in map(_with_intervals, cells)], indent=2)
 
 
 def to_csv(cells: Sequence[Mapping[str, Any]]) -> str:
@@ -229,9 +423,11 @@ def to_csv(cells: Sequence[Mapping[str, Any]]) -> str:
     names = fields(cells)
     writer = csv.DictWriter(buffer, fieldnames=names, lineterminator="\n")
     writer.writeheader()
-    for cell in cells:
+    for cell in map(_with_intervals, cells):
         row = {k: cell.get(k) if not isinstance(cell.get(k), list | dict) or k in ("flags", "metrics") else json.dumps(cell.get(k)) for k in names}
         row["flags"] = ";".join(cell["flags"])
         row["metrics"] = json.dumps(cell.get("metrics") or {}, sort_keys=True)
+        for name in INTERVALS.values():
+            row[name] = "" if cell[name] is None else ";".join(repr(v) for v in cell[name])
         writer.writerow(row)
     return buffer.getvalue()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("bench", "attacks", "defenses", "models", "reports")
-HARNESS_LEAVES = {"bench", "bench.registry", "bench.errors", "bench.guard"}  # what attacks, defenses, models and reports may import from bench
+HARNESS_LEAVES = {"bench", "bench.registry", "bench.errors", "bench.guard", "bench.stats"}  # what attacks, defenses, models and reports may import from bench
 
 
 def modules() -> dict[str, Path]:

@@ -144,6 +144,13 @@ class Track(ABC):
         """Flags that only several jobs together show (job key -> flags); stored after every run."""
         return {}
 
+    def paired(
+        self, cells: Sequence[Mapping[str, Any]], records: Sequence[Any], outcomes: Mapping[str, Sequence[Any]], *, fields: Sequence[str]
+    ) -> dict[tuple, Any]:
+        """Per cell (keyed by its values of ``fields``), per accuracy metric, the per-example outcomes behind it
+        (example index -> correct): ``bench compare`` tests a change on them paired (exact McNemar). None kept: {}."""
+        return {}
+
     def figures(self, cells: Sequence[Mapping[str, Any]]) -> list[Any]:
         """The track's own plots (``reports.plots.Plot``), rendered from cells into the HTML page and as PDF; none by default."""
         return []

@@ -23,6 +23,7 @@ CHEAP = {
     "apgd-dlr": {"steps": 3},
     "apgd-t": {"steps": 3, "n_classes": 3},
     "fab": {"steps": 3, "n_classes": 3},
+    "fab-t": {"steps": 3, "n_target_classes": 2},
     "cw": {"steps": 3},
     "deepfool": {"steps": 3},
     "square": {"n_queries": 10},

@@ -40,17 +40,26 @@ def outcome(example, clean_correct, robust):
 
 
 def run_jobs(spec, cache):
-    """Every planned job in plan order, in this process, each given its dependencies' results as the driver would."""
-    done = {}
-    for job in TRACK.plan(spec, {}):
-        deps = {k: Dependency(k, done[k].status, done[k].metrics, tuple(done[k].outcomes)) for k in job.depends_on}
-        done[job.key] = execute(Task("adversarial", job, spec, deps), cache)
+    """Every planned job, round after round of planning, in this process, each given its dependencies' results as the driver would."""
+    done, finished = {}, {}
+    while todo := [job for job in TRACK.plan(spec, finished) if job.key not in done]:
+        for job in todo:
+            deps = {k: Dependency(k, done[k].status, done[k].metrics, tuple(done[k].outcomes)) for k in job.depends_on}
+            done[job.key] = result = execute(Task("adversarial", job, spec, deps), cache)
+            finished[job.key] = Record(job.key, "adversarial", job.position, dict(job.labels), result.status, result.metrics, result.flags)
     return list(done.values())
+
+
+def finished_as(jobs, **flags):
+    """The jobs as finished records, with ``flags[attack]`` on each job of that attack."""
+    return {j.key: Record(j.key, "adversarial", j.position, dict(j.labels), flags=list(flags.get(j.labels["attack"].replace("-", "_"), []))) for j in jobs}
 
 
 def test_plan_chains_attacks_per_norm_and_eps_after_one_sanity_job_per_norm():
     spec = small_spec([{"name": "fgsm", "eps": [0.1, 0.2]}, {"name": "pgd", "eps": 0.1, "steps": 3}, {"name": "pgd-l2", "eps": 1.0, "steps": 3}])
-    jobs = TRACK.plan(spec, {})
+    checks = TRACK.plan(spec, {})
+    assert [j.labels["attack"] for j in checks] == ["sanity-checks", "sanity-checks"]  # the cascades wait for what the checks detect
+    jobs = TRACK.plan(spec, finished_as(checks))
     assert [(j.labels["attack"], j.labels["norm"], j.labels["eps"]) for j in jobs] == [
         ("sanity-checks", "linf", None),
         ("sanity-checks", "l2", None),
@@ -64,9 +73,27 @@ def test_plan_chains_attacks_per_norm_and_eps_after_one_sanity_job_per_norm():
     assert jobs[4].depends_on == (source, jobs[2].key)  # pgd at 0.1 runs on what fgsm at 0.1 left
     assert jobs[3].depends_on == (source,) and jobs[5].depends_on == (source,)
     assert len({j.key for j in jobs}) == len(jobs)
-    assert [j.key for j in TRACK.plan(spec, {})] == [j.key for j in jobs]
+    assert [j.key for j in TRACK.plan(spec, finished_as(checks))] == [j.key for j in jobs]
     other_seed = small_spec([{"name": "fgsm", "eps": [0.1, 0.2]}, {"name": "pgd", "eps": 0.1, "steps": 3}, {"name": "pgd-l2", "eps": 1.0, "steps": 3}], seed=1)
     assert not {j.key for j in TRACK.plan(other_seed, {})} & {j.key for j in jobs}
+
+
+def test_what_the_checks_detect_adds_the_adaptive_attack_as_a_declaration_does():
+    spec = small_spec([{"name": "fgsm", "eps": [0.1, 0.2]}, {"name": "pgd", "eps": [0.1, 0.2], "steps": 3}, {"name": "square", "eps": [0.1, 0.2]}])
+    checks = TRACK.plan(spec, {})
+    randomized = TRACK.plan(spec, finished_as(checks, sanity_checks=["randomized"]))
+    assert [j.labels["attack"] for j in randomized if j.labels["eps"] == 0.1] == ["fgsm", "pgd", "eot", "square"]  # up front, before the black box
+    masked = TRACK.plan(spec, finished_as(checks, sanity_checks=["masked-gradients", "randomized"]))
+    assert [j.labels["attack"] for j in masked if j.labels["eps"] == 0.2] == ["fgsm", "pgd", "bpda+eot", "square"]
+    healthy = TRACK.plan(spec, finished_as(checks))
+    assert [j.labels["attack"] for j in healthy if j.labels["eps"] == 0.1] == ["fgsm", "pgd", "square"]
+    # a sign of masking only the cascade shows: BPDA next round, at the end of every chain of that norm, on what survived
+    shown = TRACK.plan(spec, finished_as(healthy, square=["black-box-beats-white-box"]))
+    added = [j for j in shown if j.key not in {h.key for h in healthy}]
+    assert [(j.labels["attack"], j.labels["eps"]) for j in added] == [("bpda", 0.1), ("bpda", 0.2)]
+    assert added[0].depends_on[-1] == next(j.key for j in healthy if j.labels["attack"] == "square" and j.labels["eps"] == 0.1)
+    off = small_spec([{"name": "pgd", "eps": 0.1, "steps": 3}], adaptive=False)
+    assert [j.labels["attack"] for j in TRACK.plan(off, finished_as(TRACK.plan(off, {}), sanity_checks=["randomized"]))] == ["sanity-checks", "pgd"]
     independent = small_spec([{"name": "fgsm", "eps": 0.1}, {"name": "pgd", "eps": 0.1}], cascade=False, checks=False)
     first, second = TRACK.plan(independent, {})
     assert first.depends_on == () and second.depends_on == (first.key,) and second.payload["before"] == []  # clean predictions only
@@ -122,15 +149,20 @@ def test_the_cascade_equals_every_attack_on_every_point_then_the_minimum(tmp_pat
     assert pgd.provenance["attacked"] == round(fgsm.robust_accuracy * fgsm.n)
 
 
-def test_sanity_flags_are_stored_on_every_row_of_the_model(tmp_path):
-    spec = small_spec([{"name": "pgd", "eps": 0.2, "steps": 10}], models=("tests.helpers:quantized_cnn",))
+def test_model_checks_stay_where_measured_and_the_verdict_names_what_ran(tmp_path):
+    spec = small_spec([{"name": "pgd", "eps": [0.1, 0.2], "steps": 10}], models=("tests.helpers:quantized_cnn",))
     records, outcomes = run_spec(spec, tmp_path)
-    (row,) = measured(records)
-    assert {"masked-gradients", "large-eps-not-zero"} <= set(row.flags)
-    with Store(tmp_path / "results.db", create=False) as store:  # data in the store, not only a rendering
-        assert {"masked-gradients"} <= set(next(r for r in store.records() if r.key == row.key).flags)
-    worst = next(c for c in TRACK.cells(records, outcomes) if c["attack"] == "worst-case")
-    assert "masked-gradients" in worst["flags"]
+    (checks,) = [r for r in records if r.attack == "sanity-checks"]
+    assert {"masked-gradients", "large-eps-not-zero"} <= set(checks.flags)
+    assert [r.attack for r in measured(records) if r.eps == 0.1] == ["pgd", "bpda"]  # masked gradients detected: BPDA added
+    assert not any("large-eps-not-zero" in r.flags for r in measured(records))  # once per model, not on every row
+    cells = TRACK.cells(records, outcomes)
+    worst = [c for c in cells if c["attack"] == "worst-case"]
+    assert len(worst) == 2 and all({"masked-gradients", "large-eps-not-zero"} <= set(c["model_flags"]) for c in worst)
+    for cell in worst:
+        assert cell["verdict"].startswith("masked (worst case set by")
+        assert "masked-gradients: BPDA ran, see the bpda column" in cell["verdict_details"]
+        assert not any("use BPDA" in d or "add attack" in d for d in cell["verdict_details"])
 
 
 def test_robust_accuracy_rising_with_eps_is_flagged():
@@ -156,3 +188,25 @@ def test_each_job_keeps_a_few_gallery_examples_successful_attacks_first():
         assert e.label == int(y[e.example]) and e.clean_prediction == e.label and e.adversarial_prediction != e.label
         assert torch.equal(torch.from_numpy(e.clean), x[e.example])
         assert abs(e.adversarial - e.clean).max() <= 0.2 + 1e-6 and e.adversarial.shape == (1, 8, 8)
+
+
+def test_evaluate_is_the_evaluation_bench_run_does(tmp_path):
+    """A JPEG-wrapped model: bench.evaluate adds BPDA by itself, in the same place, and reports the worst case bench run does."""
+    import bench
+    from bench.stats import mcnemar
+    from bench.tracks.adversarial.evaluation import DEFAULT_CASCADE
+    from bench.tracks.adversarial.ranking import worst_case_vector
+
+    spec = small_spec([{"name": name, **params, "eps": 0.1} for name, params in DEFAULT_CASCADE], defenses=[{"name": "jpeg"}], n_examples=100)
+    records, outcomes = run_spec(spec, tmp_path)
+    (worst,) = [c for c in TRACK.cells(records, outcomes) if c["attack"] == "worst-case"]
+    cache = Cache()
+    model, _ = defended.defended(spec, spec.models[0], spec.defenses[0], cache)
+    x, y = eval_set(spec, cache)
+    result = bench.evaluate(model, x, y, eps=0.1, surrogate=defended.undefended(spec, spec.models[0], cache))
+    assert result.added == ("bpda",)
+    assert list(result.per_attack) == worst["params"]["attacks"] == ["fgsm", "pgd", "apgd-ce", "apgd-dlr", "bpda", "square"]
+    # the same chain on the same points; only the attacks' random draws differ (a few points of 100, never a significant change)
+    assert abs(result.robust_accuracy - worst["robust_accuracy"]) <= 0.03 + 1e-6
+    ours = worst_case_vector([r for r in records if r.attack != "sanity-checks"], outcomes)
+    assert not mcnemar([ours[i] for i in sorted(ours)], result.robust.tolist()).significant()

@@ -13,6 +13,7 @@ from bench.data import DATASETS
 from bench.spec import ModelSpec, TrainingSpec
 from bench.tracks.adversarial import sanity
 from bench.training import build_model, train_classifier
+from defenses import DEFENSES
 
 
 def trained(name: str, digits, **params) -> nn.Module:
@@ -56,11 +57,14 @@ def test_the_default_cascade_ends_with_a_black_box_attack(trained_cnn, data):
 def test_quantization_looks_robust_to_pgd_and_falls_to_bpda(digits, data):
     _, x, y = data
     model = trained("tests.helpers:quantized_cnn", digits)
-    plain = bench.evaluate(model, x, y, eps=0.2, attacks=[("pgd", {"steps": 20})])
+    plain = bench.evaluate(model, x, y, eps=0.2, attacks=[("pgd", {"steps": 20})], adaptive=False, checks=False)
     adaptive = bench.evaluate(model, x, y, eps=0.2, attacks=[("bpda", {"steps": 20, "modules": ["0"]})])
     assert plain.robust_accuracy >= plain.clean_accuracy - 0.1  # gradients are zero: PGD barely moves
     assert adaptive.robust_accuracy <= plain.robust_accuracy - 0.3
-    assert "masked-gradients" in plain.flags and "large-eps-not-zero" in plain.flags
+    checked = bench.evaluate(model, x, y, eps=0.2, attacks=[("pgd", {"steps": 20})])
+    assert "masked-gradients" in checked.flags and "large-eps-not-zero" in checked.flags
+    assert "bpda" in checked.added  # the rule adds BPDA by itself
+    assert checked.robust_accuracy < plain.robust_accuracy  # what the noise check broke counts
 
 
 def test_bpda_finds_our_preprocessing_modules_by_itself(trained_cnn, data):
@@ -68,9 +72,11 @@ def test_bpda_finds_our_preprocessing_modules_by_itself(trained_cnn, data):
 
     _, x, y = data
     model = nn.Sequential(straight_through(lambda t: torch.round(t * 4) / 4), trained_cnn).eval()
-    plain = bench.evaluate(model, x, y, eps=0.2, attacks=[("pgd", {"steps": 10})], checks=False)
+    plain = bench.evaluate(model, x, y, eps=0.2, attacks=[("pgd", {"steps": 10})], checks=False, adaptive=False)
     adaptive = bench.evaluate(model, x, y, eps=0.2, attacks=[("bpda", {"steps": 10})], checks=False)
-    assert adaptive.robust_accuracy <= plain.robust_accuracy - 0.3
+    assert adaptive.robust_accuracy <= plain.robust_accuracy - 0.3 and adaptive.added == ()  # listed: not added twice
+    declared = bench.evaluate(model, x, y, eps=0.2, attacks=[("pgd", {"steps": 10})], checks=False)
+    assert declared.added == ("bpda",) and declared.robust_accuracy <= plain.robust_accuracy - 0.3  # the module declares it
     with torch.no_grad():
         assert torch.equal(model(x), trained_cnn(torch.round(x * 4) / 4))  # outside BPDA, the exact transformation
 
@@ -148,3 +154,41 @@ def test_art_fgm_equals_our_fgsm(trained_cnn, data):
     ours = ATTACKS.create("fgsm", eps=0.1)(trained_cnn, x, y)
     theirs = ATTACKS.create("art:FastGradientMethod", eps=0.1)(trained_cnn, x, y)
     assert (ours - theirs).abs().max().item() <= 1e-6
+
+
+def test_points_a_check_breaks_count_as_broken(digits, data):
+    """The issue's example: the transfer check's own examples break what the cascade missed; the worst case counts them."""
+    from bench.guard import predict
+
+    _, x, y = data
+    model = trained("small-cnn", digits)
+    jpeg = DEFENSES.create("jpeg").wrap(model).eval()
+    result = bench.evaluate(jpeg, x, y, eps=0.1, attacks=["fgsm", ("pgd", {"steps": 20})], surrogate=model, adaptive=False)
+    transferred = ATTACKS.create("pgd", eps=0.1, steps=20, random_start=False)(model, x, y)
+    left = (predict(jpeg, transferred) == y).float().mean().item()
+    assert result.robust_accuracy <= left  # at most what the surrogate's examples leave
+    assert "transfer-beats-white-box" in result.flags and result.broken_by["transfer check"] >= 5
+    assert result.robust_accuracy < result.per_attack["fgsm"] - 0.05
+
+
+def test_a_randomized_model_is_predicted_by_majority_and_repeats_within_a_point(digits):
+    """Randomized smoothing evaluated twice with different seeds: the same clean predictions, worst cases within a point, no draw-noise flags."""
+    x, y = digits.x_test[:200], digits.y_test[:200]
+    smoothed = DEFENSES.create("randomized-smoothing").wrap(trained("small-cnn", digits)).eval()
+    first, second = (bench.evaluate(smoothed, x, y, eps=0.1, seed=seed) for seed in (0, 1))
+    assert first.draws == second.draws == 25 and "eot" in first.added  # declared randomized: EOT up front
+    assert first.clean_accuracy == second.clean_accuracy
+    assert abs(first.robust_accuracy - second.robust_accuracy) <= 0.01
+    for result in (first, second):
+        assert not {"silent-success", "single-step-beats-iterative", "large-eps-not-zero"} & set(result.flags)
+
+
+def test_an_implausible_budget_is_refused_before_any_attack(trained_cnn, data):
+    from bench.errors import UserError
+
+    _, x, y = data
+    with pytest.raises(UserError, match=r"8/255 = 0\.03137"):
+        bench.evaluate(trained_cnn, x, y, eps=8)
+    with pytest.raises(UserError, match="L2 diameter"):
+        bench.evaluate(trained_cnn, x, y, eps=9.0, norm="l2")  # digits: 8 x 8 pixels, diameter 8
+    assert bench.evaluate(trained_cnn, x[:8], y[:8], eps=0.5, attacks=["fgsm"], checks=False).n == 8

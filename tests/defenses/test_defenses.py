@@ -66,9 +66,11 @@ def test_art_preprocessing_defenses_plug_in(name, trained_cnn, digits):
     params = {"bit_depth": 2} if name == "art:FeatureSqueezing" else {}
     defended = DEFENSES.create(name, **params).wrap(trained_cnn).eval()
     x, y = digits.x_test[:40], digits.y_test[:40]
-    plain = bench.evaluate(defended, x, y, eps=0.2, attacks=[("pgd", {"steps": 10})], checks=False)
+    plain = bench.evaluate(defended, x, y, eps=0.2, attacks=[("pgd", {"steps": 10})], checks=False, adaptive=False)
     adaptive = bench.evaluate(defended, x, y, eps=0.2, attacks=[("bpda", {"steps": 10})], checks=False)
     assert adaptive.robust_accuracy < plain.robust_accuracy
+    declared = bench.evaluate(defended, x, y, eps=0.2, attacks=[("pgd", {"steps": 10})], checks=False)  # the wrapper declares it: BPDA added
+    assert declared.added == ("bpda",) and declared.robust_accuracy < plain.robust_accuracy
 
 
 SPEC = """
@@ -98,8 +100,11 @@ def test_preprocessing_looks_robust_to_pgd_falls_to_bpda_and_the_plain_rows_are_
         row = {c["attack"]: c for c in cells if c["defense"] == defense and c["eps"] == 0.2}
         assert set(row) == {"fgsm", "pgd", "bpda", "worst-case"}  # the adaptive attack was added by the harness
         assert row["pgd"]["robust_accuracy"] >= row["bpda"]["robust_accuracy"] + 0.3
-        assert "gradient-masking" in row["pgd"]["flags"] and "masked-gradients" in row["pgd"]["flags"]
+        assert "gradient-masking" in row["pgd"]["flags"] and "masked-gradients" in row["worst-case"]["model_flags"]
+        assert row["worst-case"]["verdict"].startswith("masked (worst case set by") and "bpda" in row["worst-case"]["verdict"]
+        assert "masked-gradients: BPDA ran, see the bpda column" in row["worst-case"]["verdict_details"]
     assert not any("gradient-masking" in c["flags"] for c in cells if c["defense"] == "none")
+    assert {c["verdict"] for c in cells if c["defense"] == "none" and c["attack"] == "worst-case"} == {"reliable"}
     assert "bpda %" in (out / "leaderboard.md").read_text()
 
 

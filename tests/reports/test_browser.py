@@ -28,22 +28,28 @@ pytestmark = [pytest.mark.browser, pytest.mark.skipif(CHROMIUM is None, reason="
 
 
 @pytest.fixture(scope="module")
-def browser_page(finished_run, tmp_path_factory):
-    """The run's leaderboard.html open in Chromium, with what the page logged and requested."""
+def browser(tmp_path_factory):
+    """One Chromium for the module (Playwright's sync API runs one at a time)."""
     sync_api = pytest.importorskip("playwright.sync_api")
     profile = tmp_path_factory.mktemp("chromium-profile")
     with sync_api.sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             str(profile), executable_path=CHROMIUM, args=FLAGS, headless=True, viewport={"width": 1280, "height": 900}
         )
-        page = context.new_page()
-        log = {"errors": [], "requests": []}
-        page.on("console", lambda message: log["errors"].append(message.text) if message.type == "error" else None)
-        page.on("pageerror", lambda error: log["errors"].append(str(error)))
-        page.on("request", lambda request: log["requests"].append(request.url))
-        page.goto((finished_run / "leaderboard.html").as_uri(), wait_until="load")
-        yield page, log
+        yield context
         context.close()
+
+
+@pytest.fixture(scope="module")
+def browser_page(browser, finished_run):
+    """The run's leaderboard.html open in Chromium, with what the page logged and requested."""
+    page = browser.new_page()
+    log = {"errors": [], "requests": []}
+    page.on("console", lambda message: log["errors"].append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: log["errors"].append(str(error)))
+    page.on("request", lambda request: log["requests"].append(request.url))
+    page.goto((finished_run / "leaderboard.html").as_uri(), wait_until="load")
+    return page, log
 
 
 def column(page, table: str, header: str) -> list[str]:
@@ -110,3 +116,21 @@ def test_plots_and_gallery_render(browser_page):
     tiles = page.eval_on_selector_all(".gallery img", "images => images.map(i => i.complete && i.naturalWidth > 0)")
     assert len(tiles) == 6 * 4 * 3 and all(tiles)
     assert page.locator("#provenance").inner_text().count("torch") >= 1
+
+
+def test_rank_and_accuracy_columns_sort_on_their_numbers_not_their_text(browser, tmp_path):
+    """'10.0 [7–14]' sorts below '60.0 [54–65]' and rank '10' after rank '9', whatever the interval or letters say."""
+    from bench.tracks.adversarial.flags import FLAGS as EXPLANATIONS
+    from reports.html import leaderboard_html
+    from tests.reports.test_leaderboard import ranked_cells
+
+    cells = ranked_cells()
+    cells[1].update(rank=10, rank_of=10)  # a two-digit rank: text order would put it before 2
+    (tmp_path / "page.html").write_text(leaderboard_html(cells, worst_case="worst-case", explanations=EXPLANATIONS))
+    page = browser.new_page()
+    page.goto((tmp_path / "page.html").as_uri(), wait_until="load")
+    page.locator("#table-digits-linf th", has_text="rank").click()  # numbers sort descending first
+    assert column(page, "table-digits-linf", "rank") == ["10", "4", "3", "2", "2", "1", ""]
+    page.locator("#table-digits-linf th", has_text="worst case %").click()
+    assert [float(v) for v in column(page, "table-digits-linf", "worst case %")] == [0.6, 0.55, 0.5, 0.5, 0.5, 0.2, 0.1]
+    page.close()

@@ -12,7 +12,7 @@ from bench.tracks.adversarial.flags import FLAGS
 from bench.tracks.adversarial.gallery import Example
 from reports.gallery import GalleryGroup, perturbation
 from reports.html import leaderboard_html
-from tests.reports.test_leaderboard import CELLS
+from tests.reports.test_leaderboard import CELLS, ranked_cells
 
 
 def job_keys(run_dir) -> set[str]:
@@ -70,3 +70,28 @@ def test_gallery_shows_predictions_and_magnifies_the_perturbation():
 def test_an_empty_run_still_renders():
     page = leaderboard_html([], worst_case="worst-case", explanations=FLAGS)
     assert "No results yet." in page and "</html>" in page
+
+
+def test_accuracies_show_their_interval_muted_and_sort_on_the_accuracy():
+    page = leaderboard_html([dict(c, key=f"k{i}") for i, c in enumerate(CELLS)], worst_case="worst-case", explanations=FLAGS)
+    cell = re.search(r'<td class="num" data-value="([^"]*)" data-key="k1" title="([^"]*)">(.*?)</td>', page)
+    assert cell.group(1) == "0.5861111"  # the number to sort by, not the text with its interval
+    assert "95 % interval 53.5–63.6 %" in cell.group(2) and "n = 360" in cell.group(2)
+    assert cell.group(3) == '58.6 <span class="ci">[53–64]</span>'
+    assert '<td class="num" data-value="0.975" title="95 % interval 95.3–98.7 %">97.5 <span class="ci">[95–99]</span></td>' in page
+    assert ".ci { color: var(--muted)" in page
+
+
+def test_rank_and_verdict_columns_carry_their_details_in_the_tooltip():
+    page = leaderboard_html(ranked_cells(), worst_case="worst-case", explanations=FLAGS)
+    head = re.search(r"<thead><tr>(.*?)</tr></thead>", page).group(1)
+    names = re.findall(r'data-type="(\w+)"[^>]*><button type="button">([^<]+)</button>', head)
+    assert names[-3:] == [("number", "rank"), ("text", "verdict"), ("text", "flags")]
+    rank = re.search(r'<td class="num" data-value="2" title="([^"]*)">2 <span class="ci">ab</span></td>', page)
+    assert "rank 2 of 4 at eps 0.1" in rank.group(1)
+    assert "not significantly different (exact McNemar on the same points, p ≥ 0.05) from: x / a, x / c" in rank.group(1)
+    assert '<td class="judged" title="bpda broke 30 points more than pgd; gradient-masking">masked (worst case set by bpda)</td>' in page
+    unranked = page.split("<td>none</td>")[1].split("</tr>")[0]  # the row at eps 0.2: empty rank and verdict
+    assert '<td class="num" data-value=""></td><td class="judged"></td>' in unranked
+    plain = leaderboard_html(CELLS, worst_case="worst-case", explanations=FLAGS)
+    assert ">rank</button>" not in plain and ">verdict</button>" not in plain

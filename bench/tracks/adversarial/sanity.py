@@ -12,6 +12,7 @@ small subsample, so they cost a fraction of the evaluation they guard.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -26,7 +27,26 @@ EVIDENCE = 2  # a subsample check needs at least this many points against the at
 TRANSFER_STEPS = 20  # PGD steps on the surrogate of the transfer check
 
 
-def model_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: str) -> tuple[list[str], dict[str, float]]:
+def randomized(model: nn.Module, x: torch.Tensor) -> bool:
+    """Whether the model's outputs differ on the same input (two passes over up to ``SUBSAMPLE`` points)."""
+    with torch.no_grad():
+        return not torch.equal(model(x[:SUBSAMPLE]), model(x[:SUBSAMPLE]))
+
+
+def declared(model: nn.Module) -> tuple[bool, bool]:
+    """(randomized, differentiable) as the model's modules declare them (a defense's wrapper, a ``Preprocessing``)."""
+    modules = list(model.modules())
+    return any(getattr(m, "randomized", False) is True for m in modules), all(getattr(m, "differentiable", True) is not False for m in modules)
+
+
+def prediction_draws(model: nn.Module, x: torch.Tensor, draws: int) -> int:
+    """How many forward passes one prediction takes: the model's own PREDICT's, ``draws`` for a randomized model, else 1."""
+    if callable(getattr(model, "predict_labels", None)):
+        return int(getattr(model, "predict_draws", 1))
+    return draws if randomized(model, x) else 1
+
+
+def model_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: str, draws: int = 1) -> tuple[list[str], dict[str, float]]:
     """Checks of the model itself on up to ``SUBSAMPLE`` points; the model is in eval mode."""
     x, y = x[:SUBSAMPLE], y[:SUBSAMPLE]
     flags: list[str] = []
@@ -42,22 +62,28 @@ def model_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: st
     dead_fraction = dead.float().mean().item() if len(dead) else 0.0
     if dead_fraction > 0.5:
         flags.append("masked-gradients")
-    correct = predict(model, x) == y
+    correct = predict(model, x, draws=draws) == y
     unbounded_accuracy = 0.0
     if correct.any():
         eps = 1.0 if norm == "linf" else math.sqrt(x[0].numel())
         attack = ATTACKS.create("pgd", eps=eps, norm=norm, steps=50, step_size=eps / 10)
+        if draws > 1:  # a randomized model: the expected gradient (EOT), or noise alone keeps points correct
+            attack = ATTACKS.create("eot", eps=eps, norm=norm, steps=50, step_size=eps / 10, samples=4, distribution="none")
         x_adv = attack(model, x[correct], y[correct])
-        unbounded_accuracy = (predict(model, x_adv) == y[correct]).float().mean().item()
+        unbounded_accuracy = (predict(model, x_adv, draws=draws) == y[correct]).float().mean().item()
         if unbounded_accuracy > 0.03:
             flags.append("large-eps-not-zero")
     return flags, {"dead_gradient_fraction": dead_fraction, "unbounded_eps_accuracy": unbounded_accuracy}
 
 
-def run_checks(result: AttackResult, fooled: torch.Tensor) -> list[str]:
-    """What the attack's own run shows: a loss that never rose, an adversarial point found and dropped."""
+def run_checks(result: AttackResult, fooled: torch.Tensor, *, draws: int = 1) -> list[str]:
+    """What the attack's own run shows: a loss that never rose, an adversarial point found and dropped.
+
+    For a randomized model (``draws > 1``) a point the attack "found" under one draw is no finding, so silent
+    success is not checked there.
+    """
     flags = []
-    if result.found is not None and bool((result.found & ~fooled).any()):
+    if draws == 1 and result.found is not None and bool((result.found & ~fooled).any()):
         flags.append("silent-success")
     if result.loss_start is not None and result.loss_end is not None:
         survived = ~fooled
@@ -68,8 +94,26 @@ def run_checks(result: AttackResult, fooled: torch.Tensor) -> list[str]:
     return flags
 
 
-def _breaks(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return predict(model, attack(model, x, y)) != y
+@dataclass(frozen=True)
+class Found:
+    """What a check that runs an extra attack found: the points its examples broke, and its flag if that is evidence.
+
+    The harness verifies ``x_adv`` against the threat model and counts ``broken`` as broken in the worst case:
+    an adversarial example is one, whichever part of the harness found it.
+    """
+
+    name: str
+    flags: list[str]
+    broken: torch.Tensor  # example indices (into the evaluation set) its examples broke
+    x_adv: torch.Tensor  # their adversarial examples, aligned with ``broken``
+
+    @staticmethod
+    def nothing(name: str, x: torch.Tensor) -> Found:
+        return Found(name, [], torch.zeros(0, dtype=torch.long, device=x.device), x[:0])
+
+
+def _found(name: str, flag: str, points: torch.Tensor, x_adv: torch.Tensor, broken: torch.Tensor, population: int, n: int) -> Found:
+    return Found(name, [flag] if _exceeds(broken, population, n) else [], points[broken], x_adv[broken].detach())
 
 
 def _sample(indices: torch.Tensor) -> torch.Tensor:
@@ -81,7 +125,7 @@ def _exceeds(hits: torch.Tensor, population: int, n: int) -> bool:
     return int(hits.sum()) >= EVIDENCE and hits.float().mean().item() * population / n > POINT
 
 
-def convergence_check(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor, survivors: torch.Tensor, n: int) -> list[str]:
+def convergence_check(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor, survivors: torch.Tensor, n: int, *, draws: int = 1) -> Found:
     """Twice the iterations on a subsample of the survivors: breaking more than a point more means not converged.
 
     Gradient attacks only: doubling a black-box attack's queries costs more than the evaluation it checks.
@@ -89,40 +133,52 @@ def convergence_check(model: nn.Module, attack: Attack, x: torch.Tensor, y: torc
     stronger = attack.stronger() if attack.iterative and attack.white_box else None
     sample = _sample(survivors)
     if stronger is None or sample.numel() == 0:
-        return []
-    return ["not-converged"] if _exceeds(_breaks(model, stronger, x[sample], y[sample]), survivors.numel(), n) else []
+        return Found.nothing("doubled iterations", x)
+    x_adv = stronger(model, x[sample], y[sample])
+    broken = predict(model, x_adv, draws=draws) != y[sample]
+    return _found("doubled iterations", "not-converged", sample, x_adv, broken, survivors.numel(), n)
 
 
-def weaker_attack_check(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor, broken_by_single_step: torch.Tensor, n: int) -> list[str]:
-    """An iterative gradient attack must also break what a single-step one broke (on a subsample)."""
+def weaker_attack_check(
+    model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor, broken_by_single_step: torch.Tensor, n: int, *, draws: int = 1
+) -> list[str]:
+    """An iterative gradient attack must also break what a single-step one broke (on a subsample).
+
+    Not for a randomized model (``draws > 1``): there both follow one noisy gradient draw each, and EOT is the
+    attack that counts.
+    """
     sample = _sample(broken_by_single_step)
-    if not attack.iterative or not attack.white_box or sample.numel() == 0:
+    if not attack.iterative or not attack.white_box or sample.numel() == 0 or draws > 1:
         return []
-    missed = ~_breaks(model, attack, x[sample], y[sample])
+    missed = predict(model, attack(model, x[sample], y[sample]), draws=draws) == y[sample]
     return ["single-step-beats-iterative"] if _exceeds(missed, broken_by_single_step.numel(), n) else []
 
 
-def noise_check(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor, survivors: torch.Tensor, n: int) -> list[str]:
+def noise_check(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor, survivors: torch.Tensor, n: int, *, draws: int = 1) -> Found:
     """Random noise of the same budget must not break what a white-box attack left robust."""
     if not attack.white_box or survivors.numel() == 0:
-        return []
+        return Found.nothing("noise", x)
     noise = ATTACKS.create("noise", eps=attack.eps, norm=attack.norm)
-    broken = _breaks(model, noise, x[survivors], y[survivors])
-    return ["noise-beats-white-box"] if _exceeds(broken, survivors.numel(), n) else []
+    x_adv = noise(model, x[survivors], y[survivors])
+    broken = predict(model, x_adv, draws=draws) != y[survivors]
+    return _found("noise", "noise-beats-white-box", survivors, x_adv, broken, survivors.numel(), n)
 
 
 def transfer_check(
-    model: nn.Module, surrogate: nn.Module | None, attack: Attack, x: torch.Tensor, y: torch.Tensor, survivors: torch.Tensor, n: int
-) -> list[str]:
-    """PGD on ``surrogate`` (another model: the undefended one), replayed on ``model``, must not break what the white-box attacks left robust."""
+    model: nn.Module, surrogate: nn.Module | None, attack: Attack, x: torch.Tensor, y: torch.Tensor, survivors: torch.Tensor, n: int, *, draws: int = 1
+) -> Found:
+    """PGD on ``surrogate`` (another model: the undefended one), replayed on ``model``, must not break what the white-box attacks left robust.
+
+    Every survivor is tried (PGD on the surrogate costs a fraction of the cascade). The surrogate's PGD starts
+    at the clean point, so its examples are what the user gets from ``pgd`` with ``random_start = false``.
+    """
     if surrogate is None or not attack.white_box or survivors.numel() == 0:
-        return []
-    pgd = ATTACKS.create("pgd", eps=attack.eps, norm=attack.norm, steps=TRANSFER_STEPS)
-    points = _sample(survivors)
+        return Found.nothing("transfer", x)
+    pgd = ATTACKS.create("pgd", eps=attack.eps, norm=attack.norm, steps=TRANSFER_STEPS, random_start=False)
     with eval_mode(surrogate):
-        x_adv = pgd(surrogate, x[points], y[points])
-    broken = predict(model, x_adv) != y[points]
-    return ["transfer-beats-white-box"] if _exceeds(broken, survivors.numel(), n) else []
+        x_adv = pgd(surrogate, x[survivors], y[survivors])
+    broken = predict(model, x_adv, draws=draws) != y[survivors]
+    return _found("transfer", "transfer-beats-white-box", survivors, x_adv, broken, survivors.numel(), n)
 
 
 def black_box_check(attack: Attack, broken: int, n: int, only_white_box_before: bool) -> list[str]:

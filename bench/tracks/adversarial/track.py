@@ -30,8 +30,10 @@ from bench.spec import AttackSpec, ComponentSpec, ModelSpec, RunSpec
 from bench.store import Outcome, Record
 from bench.tracks import HIGHER, Job, JobResult, Metric, Task, Track
 from bench.tracks.adversarial import defended, gallery, sanity
-from bench.tracks.adversarial.evaluation import DEFAULT_CASCADE, History, attack_step
+from bench.tracks.adversarial.evaluation import DEFAULT_CASCADE, DEFAULT_DRAWS, MASKING, History, adaptive_attack, adaptive_position, attack_step, implausible
 from bench.tracks.adversarial.flags import ADVISORY, FLAGS
+from bench.tracks.adversarial.ranking import cell_vectors, rank_cells, vector_key, worst_case_vector
+from bench.tracks.adversarial.verdict import verdict
 from bench.training import file_digest
 from bench.worker import Cache, dataset, eval_set
 from defenses import DEFENSES
@@ -45,6 +47,7 @@ MASKING_GAP = 0.05  # "much more robustness" under plain attacks than under the 
 DEFAULT_DEFENSES = ("none", "pgd-at", "trades", "fast-at", "jpeg", "bit-depth", "randomized-smoothing")
 DEFAULT_RADII = (0.25, 0.5, 1.0)
 CORE_METRICS = ("n", "clean_accuracy", "robust_accuracy")  # stored beside the attack's own metrics; cells show them as columns
+SETTINGS = ("draws", "prediction")  # how the job predicted (a cell field), not a result
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,8 @@ class AdversarialSection:
 
     cascade: bool  # attacks of one norm and eps run on what earlier ones left robust
     checks: bool  # sanity checks (flags) on models and attacks
-    adaptive: bool  # add the adaptive attack (EOT, BPDA) each defense's declared properties call for
+    adaptive: bool  # add the adaptive attack (EOT, BPDA) a defense's declared properties or the checks' findings call for
+    draws: int  # forward passes whose majority is one prediction of a randomized model
     models: tuple[ModelSpec, ...]
     defenses: tuple[ComponentSpec, ...]
     attacks: tuple[AttackSpec, ...]
@@ -62,7 +66,7 @@ class AdversarialSection:
 class AdversarialTrack(Track):
     name = "adversarial"
     plots_title = "Robustness curves"
-    fields = ("cascade", "checks", "adaptive", "models", "defenses", "attacks")
+    fields = ("cascade", "checks", "adaptive", "draws", "models", "defenses", "attacks")
     dimensions = ("model", "defense", "attack", "dataset", "norm", "eps")
     metrics = {
         "clean_accuracy": Metric(HIGHER, "fraction", "accuracy on the unperturbed evaluation points", scope=("model", "defense", "dataset")),
@@ -91,15 +95,23 @@ class AdversarialTrack(Track):
             cascade=fields.boolean(raw, "cascade", True),
             checks=fields.boolean(raw, "checks", True),
             adaptive=fields.boolean(raw, "adaptive", True),
+            draws=fields.integer(raw, "draws", DEFAULT_DRAWS, minimum=1),
             models=fields.models_field(raw.get("models"), base_dir),
             defenses=fields.components_field(raw.get("defenses", [{"name": "none"}]), "defenses", "a defense name"),
             attacks=fields.attacks_field(raw.get("attacks")),
         )
 
     def validate(self, spec: RunSpec, cache: Cache) -> None:
+        shape = dataset(spec, cache).input_shape
+        for i, attack in enumerate(spec.attacks):
+            norm = ATTACKS.create(attack.name, eps=attack.eps[0], **attack.params).norm
+            for eps in attack.eps:
+                why = implausible(eps, norm, shape)
+                if why is not None:
+                    raise UserError(f"spec.attacks[{i}].eps ({attack.label}): {why}")
         for i, item in enumerate(spec.defenses):
             defense = defended.defense(item)
-            defense.check(dataset(spec, cache).input_shape)
+            defense.check(shape)
             frozen = [m.label for m in spec.models if not m.train]
             if defense.trains and frozen:
                 raise UserError(f"spec.defenses[{i}]: '{item.label}' trains the model, but {frozen[0]} has train = false (a fixed checkpoint)")
@@ -110,9 +122,12 @@ class AdversarialTrack(Track):
     def plan(self, spec: RunSpec, finished: Mapping[str, Record]) -> list[Job]:
         """Per model and defense: sanity checks, certification, then each norm and eps's cascade of attacks.
 
-        The block's first job measures the clean predictions (stored as its
-        outcomes); every other job of the block depends on it and reads them,
-        so no job's numbers depend on which worker ran what before it.
+        The block's first job measures the clean predictions (stored as its outcomes, with how many draws one
+        prediction takes); every other job of the block depends on it and reads them, so no job's numbers
+        depend on which worker ran what before it. With checks on, the cascades wait one round for the
+        sanity checks: what they detect (a randomized model, masked gradients) adds the adaptive attack up
+        front, as a declared defense property does. Signs of masking only the cascade shows (noise, transfer
+        or black-box beating white-box) add it, next round, at the end of each chain of that norm.
         """
         jobs: list[Job] = []
         dataset = {"name": spec.dataset, "params": {k: v for k, v in spec.dataset_params.items() if k not in ("root", "download")}}
@@ -122,9 +137,8 @@ class AdversarialTrack(Track):
             checkpoint = file_digest(model.checkpoint) if model.checkpoint else None
             for defense in spec.defenses:
                 chosen = DEFENSES.create(defense.name, **defense.params)
-                attacks = [(a, ATTACKS.create(a.name, eps=a.eps[0], **a.params).norm) for a in spec.attacks]
-                if spec.adaptive:
-                    attacks = with_adaptive_attacks(attacks, chosen)
+                plain = [(a, ATTACKS.create(a.name, eps=a.eps[0], **a.params).norm) for a in spec.attacks]
+                norms = list(dict.fromkeys(norm for _, norm in plain))
                 base = {
                     "model": [model.name, dict(model.params), checkpoint, model.train],
                     "training": spec.training if model.train else None,
@@ -134,38 +148,72 @@ class AdversarialTrack(Track):
                     "seed": spec.seed,
                     "batch_size": spec.batch_size,
                     "checks": spec.checks,
+                    "draws": spec.draws,
                 }
                 common = {"model": model.label, "defense": defense.label, "dataset": spec.dataset}
                 owner = {"model": model, "defense": defense}
                 block = len(jobs)
+                checked: dict[str, str] = {}  # norm -> its sanity job
                 if spec.checks:
-                    for norm in dict.fromkeys(norm for _, norm in attacks):
+                    for norm in norms:
                         columns = {**common, "attack": SANITY, "norm": norm, "eps": None}
-                        jobs.append(Job(job_key(self.name, {**base, "sanity": norm}), len(jobs), columns, {**owner, "kind": SANITY}))
+                        checked[norm] = job_key(self.name, {**base, "sanity": norm})
+                        jobs.append(Job(checked[norm], len(jobs), columns, {**owner, "kind": SANITY}))
                 if chosen.certifies:
-                    radii = sorted({eps for a, norm in attacks if norm == "l2" for eps in a.eps}) or list(DEFAULT_RADII)
+                    radii = sorted({eps for a, norm in plain if norm == "l2" for eps in a.eps}) or list(DEFAULT_RADII)
                     columns = {**common, "attack": CERTIFIED, "norm": "l2", "eps": None}
                     jobs.append(Job(job_key(self.name, {**base, "certify": radii}), len(jobs), columns, {**owner, "kind": CERTIFIED, "radii": radii}))
-                chains: dict[tuple[str, float], list[tuple[str, Mapping[str, Any]]]] = {}
-                for attack, norm, eps, converge in _ordered(attacks, cascade=spec.cascade):
-                    chain = chains.setdefault((norm, eps), []) if spec.cascade else []
-                    key = job_key(self.name, {**base, "attack": [attack.name, dict(attack.params), eps], "after": [k for k, _ in chain], "converge": converge})
-                    columns = {**common, "attack": attack.label, "norm": norm, "eps": eps}
-                    payload = {
-                        **owner,
-                        "attack": attack.name,
-                        "params": dict(attack.params),
-                        "eps": eps,
-                        "before": list(chain),
-                        "convergence_check": converge,
-                        "adaptive": attack.label in ADAPTIVE_LABELS,
-                    }
-                    jobs.append(Job(key, len(jobs), columns, payload, depends_on=tuple(k for k, _ in chain)))
-                    chain.append((key, {"name": attack.name, "params": dict(attack.params), "eps": eps}))
+                if all(key in finished for key in checked.values()):  # else the cascades wait for what the checks detect
+                    detected = {norm: _detected(chosen, finished.get(checked.get(norm, ""))) for norm in norms}
+                    upfront = {norm: adaptive_attack(**found) if spec.adaptive else None for norm, found in detected.items()}
+                    attacks = with_adaptive_attacks(plain, upfront)
+                    chains = self._chains(jobs, attacks, spec, base, common, owner)
+                    if spec.adaptive:
+                        self._adaptive_after(jobs, chains, detected, upfront, finished, base, common, owner)
                 source = jobs[block].key  # measures the clean predictions the rest of the block reads
                 for i in range(block + 1, len(jobs)):
                     jobs[i] = replace(jobs[i], depends_on=(source, *jobs[i].depends_on), payload={**jobs[i].payload, "clean_from": source})
         return jobs
+
+    def _chains(self, jobs, attacks, spec, base, common, owner) -> dict[tuple[str, float], list[tuple[str, Mapping[str, Any]]]]:
+        """Append each norm and eps's cascade (or, without cascade, independent attacks); return the chains."""
+        chains: dict[tuple[str, float], list[tuple[str, Mapping[str, Any]]]] = {}
+        for attack, norm, eps, converge in _ordered(attacks, cascade=spec.cascade):
+            chain = chains.setdefault((norm, eps), []) if spec.cascade else []
+            self._append(jobs, chain, attack, norm, eps, converge, base, common, owner)
+        return chains
+
+    def _append(self, jobs, chain, attack, norm, eps, converge, base, common, owner) -> None:
+        key = job_key(self.name, {**base, "attack": [attack.name, dict(attack.params), eps], "after": [k for k, _ in chain], "converge": converge})
+        columns = {**common, "attack": attack.label, "norm": norm, "eps": eps}
+        payload = {
+            **owner,
+            "attack": attack.name,
+            "params": dict(attack.params),
+            "eps": eps,
+            "before": list(chain),
+            "convergence_check": converge,
+            "adaptive": attack.label in ADAPTIVE_LABELS,
+        }
+        jobs.append(Job(key, len(jobs), columns, payload, depends_on=tuple(k for k, _ in chain)))
+        chain.append((key, {"name": attack.name, "params": dict(attack.params), "eps": eps}))
+
+    def _adaptive_after(self, jobs, chains, detected, upfront, finished, base, common, owner) -> None:
+        """Once a norm's chains have run: the adaptive attack that what they showed calls for, if not the one that ran."""
+        for norm, found in detected.items():
+            members = [chain for (n, _), chain in chains.items() if n == norm]
+            records = [finished.get(key) for chain in members for key, _ in chain]
+            if not members or None in records:
+                continue
+            shown = {flag for record in records for flag in record.flags}
+            randomized = found["randomized"] or any((record.metrics.get("draws") or 1) > 1 for record in records)
+            later = adaptive_attack(randomized=randomized, masked=found["masked"] or bool(MASKING & shown))
+            if later is None or later == upfront[norm]:
+                continue
+            name, params, label = later
+            for (n, eps), chain in chains.items():
+                if n == norm:
+                    self._append(jobs, chain, AttackSpec(name, (eps,), {**params, "norm": norm}, label), norm, eps, True, base, common, owner)
 
     def run(self, task: Task, cache: Cache) -> JobResult:
         job, spec = task.job, task.spec
@@ -174,16 +222,20 @@ class AdversarialTrack(Track):
         n = len(y)
         with eval_mode(model):
             source = job.payload.get("clean_from")
-            if source is None:
-                clean = predict(model, x, spec.batch_size) == y
+            if source is None:  # the block's clean source: how many draws one prediction takes, and the clean predictions
+                draws = sanity.prediction_draws(model, x, spec.draws)
+                prediction = getattr(model, "prediction_name", None) if draws > 1 else None
+                clean = predict(model, x, spec.batch_size, draws=draws) == y
             else:
-                clean = torch.tensor([o["clean_correct"] for o in task.dependency(source).outcomes], dtype=torch.bool, device=y.device)
+                found = task.dependency(source)
+                draws, prediction = int(found.metrics.get("draws") or 1), found.metrics.get("prediction")
+                clean = torch.tensor([o["clean_correct"] for o in found.outcomes], dtype=torch.bool, device=y.device)
             clean_accuracy = int(clean.sum()) / n if n else 0.0
-            core = {"n": n, "clean_accuracy": clean_accuracy}
+            core = {"n": n, "clean_accuracy": clean_accuracy, "draws": draws, **({"prediction": prediction} if prediction else {})}
             clean_only = [{"clean_correct": c} for c in clean.tolist()]
             if job.payload.get("kind") == SANITY:
                 start = time.perf_counter()
-                flags, metrics = sanity.model_checks(model, x, y, norm=job.labels["norm"])
+                flags, metrics = sanity.model_checks(model, x, y, norm=job.labels["norm"], draws=draws)
                 chosen = defended.defense(job.payload["defense"])
                 if chosen.wraps:  # what the defense declares about the model the attacks face
                     metrics.update(declared_randomized=chosen.randomized, declared_differentiable=chosen.differentiable)
@@ -217,9 +269,18 @@ class AdversarialTrack(Track):
                 checks=spec.checks,
                 convergence_check=job.payload["convergence_check"],
                 surrogate=defended.undefended(spec, job.payload["model"], cache) if transfer else None,
+                draws=draws,
             )
         result = JobResult(flags=step.flags, seconds=step.seconds, status=step.status, outcomes=clean_only)
-        result.metrics = {**core, **step.metrics, "cascade": bool(job.payload["before"]) or spec.cascade, "adaptive": job.payload["adaptive"]}
+        result.metrics = {
+            **core,
+            **step.metrics,
+            "cascade": bool(job.payload["before"]) or spec.cascade,
+            "adaptive": job.payload["adaptive"],
+            "white_box": attack.white_box,
+        }
+        if step.checks_broke:
+            result.metrics["broken_by_checks"] = dict(step.checks_broke)
         result.provenance.update(attacked=int(step.attacked.sum()), broken=int(step.broken.sum()), model_recipe=trained.recipe)  # the cascade's bookkeeping
         if step.status == "ok":
             result.metrics["robust_accuracy"] = int(step.robust.sum()) / n if n else 0.0
@@ -231,24 +292,26 @@ class AdversarialTrack(Track):
         return result
 
     def derive(self, records: Sequence[Record], outcomes: Mapping[str, Sequence[Outcome]]) -> dict[str, list[str]]:
+        """Flags only several jobs of one row show together: robustness rising with eps, an adaptive attack far beyond plain ones.
+
+        The model checks' flags stay with the sanity job that measured them (once per model, defense and norm);
+        the worst-case cell of each row lists them as ``model_flags``.
+        """
         derived: dict[str, list[str]] = {}
-        model_flags = {(r.model, r.defense, r.norm): _model_flags(r) for r in records if r.attack == SANITY}
         rows: dict[tuple, dict[float, list[Record]]] = {}
         for record in records:
-            if record.attack in (SANITY, CERTIFIED):
-                continue
-            derived[record.key] = list(model_flags.get((record.model, record.defense, record.norm), []))
-            rows.setdefault((record.model, record.defense, record.dataset, record.norm), {}).setdefault(record.eps, []).append(record)
+            if record.attack not in (SANITY, CERTIFIED):
+                rows.setdefault((record.model, record.defense, record.dataset, record.norm), {}).setdefault(record.eps, []).append(record)
         for by_eps in rows.values():
             worst = [(eps, _worst_case(members, outcomes)[0]) for eps, members in by_eps.items()]
             for eps in sanity.monotone_check([(eps, accuracy) for eps, accuracy in worst if accuracy is not None]):
                 for record in by_eps[eps]:
-                    derived[record.key].append("not-monotone-in-eps")
+                    derived.setdefault(record.key, []).append("not-monotone-in-eps")
             for members in by_eps.values():
                 if _masking(members):
                     for record in members:
-                        derived[record.key].append("gradient-masking")
-        return {key: flags for key, flags in derived.items() if flags}
+                        derived.setdefault(record.key, []).append("gradient-masking")
+        return derived
 
     def cells(self, records: Sequence[Record], outcomes: Mapping[str, Sequence[Outcome]]) -> list[dict[str, Any]]:
         measured = [r for r in records if r.attack not in (SANITY, CERTIFIED)]
@@ -260,9 +323,19 @@ class AdversarialTrack(Track):
         groups: dict[tuple, list[Record]] = {}
         for record in measured:
             groups.setdefault((record.model, record.defense, record.dataset, record.norm, record.eps), []).append(record)
+        checked = {(r.model, r.defense, r.norm): _model_flags(r) for r in records if r.attack == SANITY}
+        worst, vectors = [], {}
         for members in groups.values():
-            cells.append(_worst_case_cell(members, outcomes))
-        return cells
+            cell = _worst_case_cell(members, outcomes, checked.get((members[0].model, members[0].defense, members[0].norm), []))
+            worst.append(cell)
+            vectors[vector_key(cell)] = worst_case_vector(members, outcomes)
+        rank_cells(worst, vectors)  # per dataset, norm and eps, with the rows paired McNemar cannot tell apart
+        return cells + worst
+
+    def paired(
+        self, cells: Sequence[Mapping[str, Any]], records: Sequence[Record], outcomes: Mapping[str, Sequence[Outcome]], *, fields: Sequence[str]
+    ) -> dict[tuple, Any]:
+        return cell_vectors(cells, records, outcomes, fields=fields)
 
     def markdown(self, cells: Sequence[Mapping[str, Any]]) -> str:
         return robustness_markdown(cells, worst_case=WORST_CASE, explanations=FLAGS)
@@ -279,25 +352,27 @@ class AdversarialTrack(Track):
         return robustness_curves(cells, worst_case=WORST_CASE)
 
 
-def with_adaptive_attacks(attacks: list[tuple[AttackSpec, str]], defense: Any) -> list[tuple[AttackSpec, str]]:
-    """Add, per norm, the attack the defense's declared properties call for, after the last plain gradient attack.
-
-    Randomized: EOT over the model's own randomness; not differentiable: BPDA;
-    both: BPDA around EOT. It runs at every eps of that norm.
-    """
-    if defense.differentiable and not defense.randomized:
-        return attacks
-    name, params, label = "bpda", {"steps": 20}, "bpda"
-    if defense.randomized:
-        eot = {"distribution": "none", "samples": 4, "steps": 20}
-        name, params, label = ("bpda", {"attack": "eot", **eot}, "bpda+eot") if not defense.differentiable else ("eot", eot, "eot")
+def with_adaptive_attacks(attacks: list[tuple[AttackSpec, str]], chosen: Mapping[str, tuple[str, dict[str, Any], str] | None]) -> list[tuple[AttackSpec, str]]:
+    """Add, per norm, its adaptive attack (``evaluation.adaptive_attack``) after the last white-box attack of that norm, at every eps."""
     out = list(attacks)
-    for norm in dict.fromkeys(norm for _, norm in attacks):
+    for norm, adaptive in chosen.items():
+        if adaptive is None:
+            continue
+        name, params, label = adaptive
+        if any(a.label == label for a, n in attacks if n == norm):  # the spec lists it already
+            continue
         grid = tuple(sorted({eps for a, n in attacks if n == norm for eps in a.eps}))
-        last = max(i for i, (a, n) in enumerate(out) if n == norm and ATTACKS.create(a.name, eps=a.eps[0], **a.params).white_box)
-        adaptive = AttackSpec(name, grid, {**params, "norm": norm}, label)
-        out.insert(last + 1, (adaptive, norm))
+        members = [i for i, (_, n) in enumerate(out) if n == norm]
+        position = adaptive_position([ATTACKS.create(out[i][0].name, eps=out[i][0].eps[0], **out[i][0].params) for i in members])
+        at = members[position - 1] + 1 if position else members[0]
+        out.insert(at, (AttackSpec(name, grid, {**params, "norm": norm}, label), norm))
     return out
+
+
+def _detected(defense: Any, sanity_record: Record | None) -> dict[str, bool]:
+    """What calls for an adaptive attack before the cascade runs: the defense's declarations and the model checks' findings."""
+    flags = set(sanity_record.flags) if sanity_record is not None else set()
+    return {"randomized": defense.randomized or "randomized" in flags, "masked": not defense.differentiable or "masked-gradients" in flags}
 
 
 def _model_flags(record: Record) -> list[str]:
@@ -349,7 +424,8 @@ def _cell(record: Record) -> dict[str, Any]:
         "status": record.status,
         "error": record.error,
         "params": record.params,
-        "metrics": {k: v for k, v in record.metrics.items() if k not in CORE_METRICS},
+        "metrics": {k: v for k, v in record.metrics.items() if k not in CORE_METRICS and k not in SETTINGS},
+        "draws": record.metrics.get("draws") or 1,
         "key": record.key,
     }
 
@@ -357,23 +433,21 @@ def _cell(record: Record) -> dict[str, Any]:
 def _worst_case(members: Sequence[Record], outcomes: Mapping[str, Sequence[Outcome]]) -> tuple[float | None, int | None, list[Record]]:
     """Per example, robust only if it survived every valid attack: (accuracy, n, the valid attacks)."""
     valid = [r for r in members if r.status == "ok" and r.key in outcomes]
-    if not valid:
+    vector = worst_case_vector(members, outcomes)
+    if vector is None:
         return None, None, valid
-    per_example = [{o.example: o.robust for o in outcomes[r.key]} for r in valid]
-    examples = sorted(per_example[0])
-    if not all(sorted(p) == examples for p in per_example):
-        return None, None, valid
-    n = len(examples)
-    survived = sum(all(p[i] for p in per_example) for i in examples)
-    return (survived / n if n else 0.0), n, valid
+    n = len(vector)
+    return (sum(vector.values()) / n if n else 0.0), n, valid
 
 
-def _worst_case_cell(members: Sequence[Record], outcomes: Mapping[str, Sequence[Outcome]]) -> dict[str, Any]:
+def _worst_case_cell(members: Sequence[Record], outcomes: Mapping[str, Sequence[Outcome]], model_flags: Sequence[str]) -> dict[str, Any]:
+    """The row's worst case, its verdict, and the flags of the model checks it stands on (``model_flags``, measured once per model x defense x norm)."""
     accuracy, n, valid = _worst_case(members, outcomes)
     flags = {f for r in members for f in r.flags}
     if len(valid) < len(members):
         flags.add("worst-case-incomplete")
     first = members[0]
+    said, details = verdict(members, flags=sorted(flags), model_flags=model_flags)
     return {
         **{k: getattr(first, k) for k in ("track", "model", "defense", "dataset", "norm", "eps")},
         "attack": WORST_CASE,
@@ -386,5 +460,9 @@ def _worst_case_cell(members: Sequence[Record], outcomes: Mapping[str, Sequence[
         "error": None,
         "params": {"attacks": [r.attack for r in valid]},
         "metrics": {"cascade": any(r.metrics.get("cascade") for r in members)},
+        "draws": max(int(r.metrics.get("draws") or 1) for r in members),
         "key": None,
+        "model_flags": list(model_flags),
+        "verdict": said,
+        "verdict_details": details,
     }

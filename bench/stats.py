@@ -1,0 +1,113 @@
+"""How sure a number is: binomial intervals and the tests that say whether two accuracies differ.
+
+- ``wilson``: the 95 % Wilson score interval of an accuracy measured on n
+  points (it stays inside [0, 1] and keeps its coverage near 0 and 1, where
+  the normal approximation's ``±`` does not).
+- ``mcnemar``: the exact McNemar test on paired per-example outcomes (two
+  models, or two runs, on the same points): only the points where they
+  disagree count.
+- ``unpaired``: Fisher's exact test on two accuracies from counts, when the
+  per-example outcomes are not at hand (e.g. two JSON leaderboards).
+- ``rank``: rows ranked by accuracy, with the rows each is not significantly
+  different from (paired exact McNemar).
+
+Pure functions over plain numbers and booleans: no torch here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from statistics import NormalDist
+
+ALPHA = 0.05
+
+
+def wilson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of k successes in n trials; (0.0, 1.0) when n is 0."""
+    if not 0 <= k <= n:
+        raise ValueError(f"wilson: need 0 <= k <= n, got k={k}, n={n}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"wilson: confidence must be in (0, 1), got {confidence}")
+    if n == 0:
+        return 0.0, 1.0
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = k / n
+    scale = 1 + z * z / n
+    center = (p + z * z / (2 * n)) / scale
+    half = z / scale * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    low = 0.0 if k == 0 else max(0.0, center - half)
+    high = 1.0 if k == n else min(1.0, center + half)
+    return low, high
+
+
+def binomial_two_sided(k: int, n: int) -> float:
+    """Exact two-sided p-value of k or fewer (or as extreme the other way) successes in n fair coin flips."""
+    if n == 0:
+        return 1.0
+    k = min(k, n - k)
+    tail = sum(math.comb(n, i) for i in range(k + 1))
+    return min(1.0, 2 * tail / 2**n)
+
+
+@dataclass(frozen=True)
+class McNemar:
+    """Exact McNemar on paired outcomes: the points only A got right, those only B got right, and the p-value."""
+
+    only_a: int  # a right, b wrong
+    only_b: int  # a wrong, b right
+    p_value: float
+
+    def significant(self, alpha: float = ALPHA) -> bool:
+        return self.p_value < alpha
+
+
+def mcnemar(a: Sequence[bool], b: Sequence[bool]) -> McNemar:
+    """The two-sided exact McNemar test of two per-example outcome vectors on the same points (p = 1.0 when they never disagree)."""
+    if len(a) != len(b):
+        raise ValueError(f"mcnemar: paired outcomes need the same points, got {len(a)} and {len(b)}")
+    only_a = sum(1 for x, y in zip(a, b, strict=True) if x and not y)
+    only_b = sum(1 for x, y in zip(a, b, strict=True) if y and not x)
+    return McNemar(only_a, only_b, binomial_two_sided(min(only_a, only_b), only_a + only_b))
+
+
+def unpaired(k1: int, n1: int, k2: int, n2: int) -> float:
+    """Two-sided p-value of Fisher's exact test that k1 of n1 and k2 of n2 come from the same proportion."""
+    from scipy.stats import fisher_exact
+
+    if not (0 <= k1 <= n1 and 0 <= k2 <= n2):
+        raise ValueError(f"unpaired: need 0 <= k <= n, got {k1} of {n1} and {k2} of {n2}")
+    if n1 == 0 or n2 == 0:
+        return 1.0
+    return float(fisher_exact([[k1, n1 - k1], [k2, n2 - k2]]).pvalue)
+
+
+@dataclass(frozen=True)
+class Rank:
+    """A row's competition rank by accuracy (1, 2, 2, 4, ...) and the rows it is not significantly different from."""
+
+    position: int
+    tied: tuple[str, ...]
+
+
+def rank(vectors: Mapping[str, Sequence[bool]], alpha: float = ALPHA) -> dict[str, Rank]:
+    """Rows ranked by accuracy, best first (in the mapping's order where equal), each with the rows it is tied with.
+
+    ``tied``: the other rows that paired exact McNemar does not tell apart at
+    ``alpha`` (p >= alpha); rows of equal accuracy are always tied. Every
+    vector must hold the same points in the same order.
+    """
+    lengths = {len(v) for v in vectors.values()}
+    if len(lengths) > 1:
+        raise ValueError(f"rank: every row needs outcomes on the same points, got lengths {sorted(lengths)}")
+    correct = {name: sum(map(bool, v)) for name, v in vectors.items()}
+    order = sorted(vectors, key=lambda name: -correct[name])
+    out = {}
+    for name in order:
+        position = 1 + sum(1 for other in order if correct[other] > correct[name])
+        tied = tuple(
+            other for other in order if other != name and (correct[other] == correct[name] or not mcnemar(vectors[name], vectors[other]).significant(alpha))
+        )
+        out[name] = Rank(position, tied)
+    return out

@@ -39,7 +39,7 @@ _CSS = """
         --bad: #a3202a; --bad-bg: #fde4e6; --ok: #1d6b36; --ok-bg: #e1f5e8; }
 * { box-sizing: border-box; }
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg); margin: 0; background: #fff; }
-header, main, footer { max-width: 1500px; margin: 0 auto; padding: 0 24px; }
+header, main, footer { max-width: 1960px; margin: 0 auto; padding: 0 24px; }
 header { padding-top: 24px; }
 h1 { font-size: 26px; margin: 0 0 4px; }
 h2 { font-size: 20px; margin: 32px 0 8px; border-bottom: 1px solid var(--line); padding-bottom: 4px; }
@@ -51,6 +51,7 @@ table { border-collapse: collapse; width: 100%; margin: 4px 0 8px; font-variant-
 th, td { padding: 5px 10px; border-bottom: 1px solid var(--line); text-align: left; white-space: nowrap; }
 td.num, th.num { text-align: right; }
 td.flags { white-space: normal; min-width: 240px; }
+td.judged { white-space: normal; min-width: 300px; font-size: 13px; cursor: help; }
 .scroll { overflow-x: auto; }
 td.worst { font-weight: 600; background: #f7f9fd; }
 .ci { color: var(--muted); font-size: 12px; font-weight: normal; }

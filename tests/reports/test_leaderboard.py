@@ -12,7 +12,8 @@ from bench.stats import wilson
 from bench.tracks.adversarial.flags import FLAGS
 from reports.html import leaderboard_html
 from reports.latex import leaderboard_latex
-from reports.leaderboard import cascade_order, robustness_markdown, sections, tie_letters, to_csv, to_json
+from reports.leaderboard import robustness_markdown, sections, to_csv, to_json
+from reports.ordering import cascade_order, tie_letters
 
 GOLDEN = Path(__file__).parent / "golden" / "leaderboard.md"
 

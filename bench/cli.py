@@ -233,7 +233,7 @@ def _baseline(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from bench.gate import check
+    from bench.checking import check
     from bench.progress import RichReporter
     from reports.gate import check_text
 

@@ -6,7 +6,8 @@ its hash, and every metric of every leaderboard cell. ``check`` refuses a
 baseline of another track or spec (exit 2), runs the spec into a stable
 folder (finished jobs are reused, trained models come from the cache) and
 reports each metric that fell by more than its tolerance, and rows that are
-missing or new.
+missing or new. Running a check (the spec, its folder, then ``compare``) is
+``bench.checking``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -347,59 +348,3 @@ def compare(baseline: Baseline, cells: Sequence[Mapping[str, Any]], tolerances: 
     return CheckResult(
         tuple(regressions), tuple(missing), tuple(new), len(baseline.rows) - len(missing), checked, tolerances, str(baseline.path), new_flags=tuple(advisory)
     )
-
-
-# -- running a check -----------------------------------------------------------
-def check_dir(spec: Any) -> Path:
-    """The default run folder of a check: ``runs/check-<hash>``, keyed by the spec, the checkpoints' contents and the bench version.
-
-    The same spec and weights find their finished jobs again (a warm re-check
-    runs nothing); new weights behind the same checkpoint name get a fresh folder.
-    """
-    from bench.training import file_digest, stable_hash
-
-    checkpoints = {path: file_digest(path) for path in _checkpoints(spec.to_dict())}
-    return Path("runs") / f"check-{stable_hash({'spec': spec.canonical(), 'checkpoints': checkpoints, 'version': bench.__version__}, length=16)}"
-
-
-def _checkpoints(data: Any) -> list[str]:
-    """Every ``checkpoint`` path a spec names, in any track's section."""
-    if isinstance(data, Mapping):
-        found = [data["checkpoint"]] if isinstance(data.get("checkpoint"), str) else []
-        return found + [p for key, value in data.items() if key != "checkpoint" for p in _checkpoints(value)]
-    if isinstance(data, list | tuple):
-        return [p for value in data for p in _checkpoints(value)]
-    return []
-
-
-def check(
-    baseline_path: Path,
-    *,
-    config: Path | None = None,
-    track: str | None = None,
-    tolerance: float = DEFAULT_TOLERANCE,
-    tolerance_for: Sequence[str] = (),
-    out: Path | None = None,
-    device: str | None = None,
-    data_root: str | None = None,
-    reporter: Any = None,
-) -> CheckResult:
-    """Validate everything, run the spec (reusing finished jobs and cached models), compare with the baseline."""
-    from bench import runner
-    from bench.reporting import load_run, write_reports
-    from bench.spec import spec_from
-
-    header = read_baseline(Path(baseline_path), rows=False)
-    spec = spec_from(config=config, track=track or (None if config else header.track), device=device, data_root=data_root)
-    match_spec(header, spec, spec_source=f"'{config}'" if config else f"the {spec.track} track's default spec")
-    baseline = read_baseline(Path(baseline_path), track=spec.track)
-    tolerances = parse_tolerances(tolerance, tolerance_for, known=baseline_metrics(baseline))
-    runner.resolve_device(spec.device)
-    out = Path(out) if out is not None else check_dir(spec)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a folder")
-    summary = runner.run(spec, out, reporter=reporter)
-    write_reports(out)
-    run = load_run(out)
-    result = compare(baseline, run.cells, tolerances, run.track)
-    return replace(result, run_dir=str(out), jobs_ran=summary.ran, jobs_reused=summary.skipped)

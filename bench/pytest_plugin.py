@@ -54,8 +54,8 @@ def run_check(
     track: str | None = None,
 ) -> Any:
     """Run the gate; ``pytest.fail`` with the regression table (or the one-line error) unless every metric holds."""
+    from bench.checking import check
     from bench.errors import UserError
-    from bench.gate import check
     from reports.gate import check_text
 
     try:

@@ -1,0 +1,71 @@
+"""``bench check``: validate the baseline and spec, run the spec into a stable folder, compare (``bench.gate``).
+
+The folder is keyed by the spec, the checkpoints' contents and the bench
+version, so a re-check reuses the finished jobs and cached models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import bench
+from bench.errors import UserError
+from bench.gate import DEFAULT_TOLERANCE, CheckResult, baseline_metrics, compare, match_spec, parse_tolerances, read_baseline
+
+
+def check_dir(spec: Any) -> Path:
+    """The default run folder of a check: ``runs/check-<hash>``, keyed by the spec, the checkpoints' contents and the bench version.
+
+    The same spec and weights find their finished jobs again (a warm re-check
+    runs nothing); new weights behind the same checkpoint name get a fresh folder.
+    """
+    from bench.training import file_digest, stable_hash
+
+    checkpoints = {path: file_digest(path) for path in _checkpoints(spec.to_dict())}
+    return Path("runs") / f"check-{stable_hash({'spec': spec.canonical(), 'checkpoints': checkpoints, 'version': bench.__version__}, length=16)}"
+
+
+def _checkpoints(data: Any) -> list[str]:
+    """Every ``checkpoint`` path a spec names, in any track's section."""
+    if isinstance(data, Mapping):
+        found = [data["checkpoint"]] if isinstance(data.get("checkpoint"), str) else []
+        return found + [p for key, value in data.items() if key != "checkpoint" for p in _checkpoints(value)]
+    if isinstance(data, list | tuple):
+        return [p for value in data for p in _checkpoints(value)]
+    return []
+
+
+def check(
+    baseline_path: Path,
+    *,
+    config: Path | None = None,
+    track: str | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    tolerance_for: Sequence[str] = (),
+    out: Path | None = None,
+    device: str | None = None,
+    data_root: str | None = None,
+    reporter: Any = None,
+) -> CheckResult:
+    """Validate everything, run the spec (reusing finished jobs and cached models), compare with the baseline."""
+    from bench import runner
+    from bench.reporting import load_run, write_reports
+    from bench.spec import spec_from
+
+    header = read_baseline(Path(baseline_path), rows=False)
+    spec = spec_from(config=config, track=track or (None if config else header.track), device=device, data_root=data_root)
+    match_spec(header, spec, spec_source=f"'{config}'" if config else f"the {spec.track} track's default spec")
+    baseline = read_baseline(Path(baseline_path), track=spec.track)
+    tolerances = parse_tolerances(tolerance, tolerance_for, known=baseline_metrics(baseline))
+    runner.resolve_device(spec.device)
+    out = Path(out) if out is not None else check_dir(spec)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder")
+    summary = runner.run(spec, out, reporter=reporter)
+    write_reports(out)
+    run = load_run(out)
+    result = compare(baseline, run.cells, tolerances, run.track)
+    return replace(result, run_dir=str(out), jobs_ran=summary.ran, jobs_reused=summary.skipped)

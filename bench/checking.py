@@ -1,12 +1,13 @@
 """``bench check``: validate the baseline and spec, run the spec into a stable folder, compare (``bench.gate``).
 
-The folder is keyed by the spec, the checkpoints' contents and the bench
-version, so a re-check reuses the finished jobs and cached models.
+The folder is keyed by the spec, its models' code and checkpoint contents and
+the bench version, so a re-check of unchanged code reuses the finished jobs and
+cached models, and a check after an edit measures the edited model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,25 +18,17 @@ from bench.gate import DEFAULT_TOLERANCE, CheckResult, baseline_metrics, compare
 
 
 def check_dir(spec: Any) -> Path:
-    """The default run folder of a check: ``runs/check-<hash>``, keyed by the spec, the checkpoints' contents and the bench version.
+    """The default run folder of a check: ``runs/check-<hash>``, keyed by the spec, its models' code and checkpoint
+    contents (``bench.fingerprint``) and the bench version.
 
-    The same spec and weights find their finished jobs again (a warm re-check
-    runs nothing); new weights behind the same checkpoint name get a fresh folder.
+    The same spec, code and weights find their finished jobs again (a warm re-check runs nothing); an edited model
+    or new weights behind the same checkpoint name get a fresh folder, so a check always measures what is there now.
     """
-    from bench.training import file_digest, stable_hash
+    from bench.fields import model_fingerprints
+    from bench.training import stable_hash
 
-    checkpoints = {path: file_digest(path) for path in _checkpoints(spec.to_dict())}
-    return Path("runs") / f"check-{stable_hash({'spec': spec.canonical(), 'checkpoints': checkpoints, 'version': bench.__version__}, length=16)}"
-
-
-def _checkpoints(data: Any) -> list[str]:
-    """Every ``checkpoint`` path a spec names, in any track's section."""
-    if isinstance(data, Mapping):
-        found = [data["checkpoint"]] if isinstance(data.get("checkpoint"), str) else []
-        return found + [p for key, value in data.items() if key != "checkpoint" for p in _checkpoints(value)]
-    if isinstance(data, list | tuple):
-        return [p for value in data for p in _checkpoints(value)]
-    return []
+    identity = {"spec": spec.canonical(), "models": model_fingerprints(spec), "version": bench.__version__}
+    return Path("runs") / f"check-{stable_hash(identity, length=16)}"
 
 
 def check(

@@ -1,4 +1,4 @@
-"""The ``bench`` command: run | list | report | compare | baseline | check.
+"""The ``bench`` command: run | list | spec | report | compare | baseline | check.
 
 A user error (bad spec, unknown name, missing file, unsafe checkpoint) exits
 with code 2 and one line; a failed job is recorded and the run goes on.
@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--download", action="store_true", default=None, help="allow torchvision to download the dataset")
     run.add_argument("--executor", choices=EXECUTORS, help="serial (default: this process) or ray (pip install -e '.[ray]')")
     run.add_argument("--address", help="ray: join the cluster at 'auto' or HOST:PORT (default: start a local one)")
+    run.add_argument("--force", action="store_true", help="resume although a model's code or checkpoint changed: drop its old results, run it afresh")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress or log lines")
 
     listing = commands.add_parser("list", help="list registered components")
@@ -52,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("pattern", nargs="?", default="*", help="shell-style wildcard, e.g. 'pgd*' or 'timm:resnet*'; one attack's name: its parameters")
     listing.add_argument("--eps", type=float, help="attacks: the eps at which to show one attack's parameters (default 8/255 for linf, 0.5 for l2)")
     listing.add_argument("--norm", help="attacks: the norm at which to show one attack's parameters (default linf, or the attack's first)")
+
+    spec = commands.add_parser("spec", help="print a track's default spec as TOML (every field, ready to copy and edit)")
+    spec.add_argument("--track", default="adversarial", help="the track (default adversarial)")
 
     report = commands.add_parser("report", help="render a run folder's leaderboard")
     report.add_argument("run_dir", type=Path)
@@ -82,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
-        commands = {"run": _run, "list": _list, "report": _report, "compare": _compare, "baseline": _baseline, "check": _check}
+        commands = {"run": _run, "list": _list, "spec": _spec, "report": _report, "compare": _compare, "baseline": _baseline, "check": _check}
         return commands[args.command](args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -147,7 +151,7 @@ def _run(args: argparse.Namespace) -> int:
     from bench.progress import RichReporter
 
     try:
-        summary = runner.run(spec, out, reporter=RichReporter(quiet=args.quiet))
+        summary = runner.run(spec, out, reporter=RichReporter(quiet=args.quiet), force=args.force)
     except UserError:
         if fresh and out.is_dir() and not any(out.iterdir()):  # refused before anything was written: leave no empty run folder
             out.rmdir()
@@ -208,7 +212,7 @@ def _compare(args: argparse.Namespace) -> int:
 
     if points(before) == points(after) and points(before)[0] is not None:
         for i, run in enumerate((before, after)):
-            with Store(run.run_dir / "results.db", create=False) as store:
+            with Store(run.run_dir / "results.db", create=False, read_only=True) as store:
                 vectors[i] = run.track.paired(run.cells, run.records, store.outcomes(), fields=fields)
     metrics = declared_metrics(track, [*before.cells, *after.cells])
     comparison = compare_cells(before.cells, after.cells, fields=fields, metrics=metrics, vectors_before=vectors[0], vectors_after=vectors[1])
@@ -300,8 +304,34 @@ def _list(args: argparse.Namespace) -> int:
         print()
         if kind == "attacks" and names == [args.pattern]:
             _list_attack_parameters(found, args.pattern, args.eps, args.norm)
+        elif names == [args.pattern]:
+            _list_parameters(found, args.pattern)
     if not found_any:
         raise UserError(f"nothing matches '{args.pattern}'" + (f" among {args.kind}" if args.kind else ""))
+    return 0
+
+
+def _list_parameters(found: Any, name: str) -> None:
+    """A component's parameters: name, default, meaning (``bench list defenses pgd-at``)."""
+    from tabulate import tabulate
+
+    from bench.describe import parameters
+
+    entry = found.info(name)
+    rows = [[key, "-" if value is None else value, meaning] for key, value, meaning in parameters(entry.target, entry.defaults)]
+    print(f"parameters of {name}:" if rows else f"{name} takes no parameters")
+    if rows:
+        print(tabulate(rows, headers=["parameter", "default", "meaning"], tablefmt="plain", disable_numparse=True))
+    print()
+
+
+def _spec(args: argparse.Namespace) -> int:
+    from bench.describe import spec_toml
+    from bench.tracks import TRACKS
+
+    if args.track not in TRACKS:
+        raise UserError(str(TRACKS.unknown_error(args.track)))
+    print(spec_toml(args.track), end="")
     return 0
 
 

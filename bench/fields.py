@@ -11,24 +11,70 @@ and built once, so a wrong name or parameter fails before any compute.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.errors import ParamError, UserError
 
+LOCAL = {"local": True}  # field metadata: a machine's own value (an absolute path, a fingerprint), left out of the spec's text
+
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """A model as the spec names it, and what this machine resolved it to (``LOCAL`` fields, not in the spec's text)."""
+
     name: str
     params: Mapping[str, Any] = field(default_factory=dict)
-    checkpoint: str | None = None  # resolved path
+    checkpoint: str | None = None  # as the spec gives it (relative to the spec's folder): a moved project keeps its spec
     train: bool = True  # train with the spec's recipe (False: use the checkpoint as it is)
+    checkpoint_path: str | None = field(default=None, metadata=LOCAL)  # the checkpoint's absolute path here
+    target: str = field(default="", metadata=LOCAL)  # the factory reference here ("": ``name``), e.g. /abs/mymodel.py:make
+    code: str = field(default="", metadata=LOCAL)  # fingerprint of the factory's source (``bench.fingerprint``)
+    checkpoint_sha256: str | None = field(default=None, metadata=LOCAL)  # the checkpoint's contents
 
     @property
     def label(self) -> str:
         return self.name + _param_suffix(self.params)
+
+    @property
+    def factory(self) -> str:
+        """The name to build it from in this process."""
+        return self.target or self.name
+
+    @property
+    def identity(self) -> list[Any]:
+        """What determines the model's weights and outputs, for job keys: name, parameters, checkpoint contents, code."""
+        return [self.name, dict(self.params), self.checkpoint_sha256, self.train, self.code]
+
+
+def spec_models(value: Any) -> list[ModelSpec]:
+    """Every ``ModelSpec`` in a section (or any value), in field order."""
+    if isinstance(value, ModelSpec):
+        return [value]
+    if is_dataclass(value) and not isinstance(value, type):
+        return [m for f in fields(value) for m in spec_models(getattr(value, f.name))]
+    if isinstance(value, list | tuple):
+        return [m for item in value for m in spec_models(item)]
+    return []
+
+
+def model_fingerprints(spec: Any) -> dict[str, dict[str, str | None]]:
+    """Every model the spec's section names (by label): the fingerprint of its code and its checkpoint's contents."""
+    return {model.label: {"code": model.code, "checkpoint": model.checkpoint_sha256} for model in spec_models(spec.section)}
+
+
+def spec_dict(value: Any) -> Any:
+    """A section (or any value) as plain data, like ``dataclasses.asdict`` but without ``LOCAL`` fields."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: spec_dict(getattr(value, f.name)) for f in fields(value) if not f.metadata.get("local")}
+    if isinstance(value, Mapping):
+        return {k: spec_dict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(spec_dict(v) for v in value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -177,7 +223,15 @@ def _graded(item: Mapping[str, Any], path: str, grid: str, what: str) -> tuple[s
     values = item[grid] if isinstance(item[grid], list) else [item[grid]]
     if not values:
         raise _fail(f"{path}.{grid}", "must not be an empty list")
-    return name, values, {k: v for k, v in item.items() if k not in ("name", grid)}
+    for value in values:
+        _expect(value, (int, float), f"{path}.{grid}", "a number or a list of numbers")
+        if not math.isfinite(value):
+            raise _fail(f"{path}.{grid}", f"must be finite numbers, got {value}")
+    if len({float(v) for v in values}) != len(values):
+        raise _fail(f"{path}.{grid}", f"lists a value twice: {values}")
+    params = {k: v for k, v in item.items() if k not in ("name", grid)}
+    _finite_numbers(params, path)
+    return name, values, params
 
 
 def _shifts(raw: Any, registry: Any) -> tuple[ShiftSpec, ...]:
@@ -194,8 +248,6 @@ def _shifts(raw: Any, registry: Any) -> tuple[ShiftSpec, ...]:
                 raise _fail(f"{path}.{'levels' if error.field == 'level' else error.field}", error.message) from None
             except UserError as error:
                 raise _component_error(path, error) from None
-        if len(set(levels)) != len(levels):
-            raise _fail(f"{path}.levels", f"lists a level twice: {levels}")
         specs.append(ShiftSpec(name, tuple(float(level) for level in levels), params))
     return tuple(specs)
 
@@ -209,30 +261,48 @@ def _unique(path: str, labels: Sequence[str]) -> None:
 
 
 def _model(item: Mapping[str, Any], path: str, base_dir: Path, registry: Any) -> ModelSpec:
+    from bench.fingerprint import code_fingerprint, file_fingerprint
+    from bench.registry import locate
     from models.checkpoint import read_state_dict
 
     name = _expect(item["name"], str, f"{path}.name", "a model name")
     checkpoint = item.get("checkpoint")
     params = {k: v for k, v in item.items() if k not in ("name", "checkpoint", "train")}
+    _finite_numbers(params, path)
     try:
-        registry.check(name, params)
+        target = locate(name, base_dir) if name not in registry else name
+        registry.check(target, params)
+        code = code_fingerprint(registry.factory(target))
     except UserError as error:
         raise _component_error(path, error) from None
+    checkpoint_path = sha256 = None
     if checkpoint is not None:
         _expect(checkpoint, str, f"{path}.checkpoint", "a file path")
-        checkpoint = str((base_dir / checkpoint).resolve())
+        checkpoint_path = str((base_dir / checkpoint).resolve())
         try:
-            read_state_dict(checkpoint)  # missing, unsafe or corrupt: fail before any compute
+            state = read_state_dict(checkpoint_path)  # missing, unsafe or corrupt: fail before any compute
         except UserError as error:
             raise _fail(f"{path}.checkpoint", str(error)) from None
+        broken = [key for key, tensor in state.items() if tensor.is_floating_point() and not tensor.isfinite().all()]
+        if broken:
+            raise _fail(f"{path}.checkpoint", f"'{checkpoint}' holds inf or nan (in {broken[0]}{' and more' if len(broken) > 1 else ''})")
+        sha256 = file_fingerprint(checkpoint_path)
     train = _expect(item.get("train", checkpoint is None), bool, f"{path}.train", "true or false")
-    return ModelSpec(name, params, checkpoint, train)
+    return ModelSpec(name, params, checkpoint, train, checkpoint_path, "" if target == name else target, code, sha256)
+
+
+def _finite_numbers(params: Mapping[str, Any], path: str) -> None:
+    """No parameter may be inf or nan: a component would build, then give nonsense numbers."""
+    for key, value in params.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise _fail(f"{path}.{key}", f"must be a finite number, got {value}")
 
 
 def _component(item: Mapping[str, Any], path: str, what: str, registry: Any) -> ComponentSpec:
     """A named component, built once to check its name and parameters (cheap: a value until a track uses it)."""
     name = _expect(item["name"], str, f"{path}.name", what)
     params = {k: v for k, v in item.items() if k != "name"}
+    _finite_numbers(params, path)
     try:
         registry.create(name, **params)
     except UserError as error:

@@ -55,6 +55,20 @@ class ModelWatch:
         return found
 
 
+class NonFiniteLogits(RuntimeError):
+    """The model returned inf or nan: its predictions mean nothing. The job is stored as invalid with ``flag``."""
+
+    flag = "non-finite-logits"
+
+
+def logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``model(x)``, refused when any value is inf or nan (an argmax of nan would read as a prediction)."""
+    out = model(x)
+    if not torch.isfinite(out).all():
+        raise NonFiniteLogits(f"the model returned non-finite logits (inf or nan) on {int((~torch.isfinite(out)).any(dim=-1).sum())} of {len(x)} inputs")
+    return out
+
+
 PREDICTION_SEED = 20190208  # the draws of a randomized model's majority vote (common random numbers across evaluations)
 
 
@@ -73,15 +87,15 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, *, draws:
     if callable(own):
         return torch.cat([own(batch) for batch in x.split(batch_size)])
     if draws <= 1:
-        return torch.cat([model(batch).argmax(dim=1) for batch in x.split(batch_size)])
+        return torch.cat([logits(model, batch).argmax(dim=1) for batch in x.split(batch_size)])
     devices = [x.device] if x.device.type == "cuda" else []
     out = []
     with torch.random.fork_rng(devices=devices):  # the same draws whatever ran before: repeated evaluations agree; the caller's stream is untouched
         torch.manual_seed(PREDICTION_SEED)
         for batch in x.split(batch_size):
-            first = model(batch)
+            first = logits(model, batch)
             votes = torch.nn.functional.one_hot(first.argmax(dim=1), first.shape[1])
             for _ in range(draws - 1):
-                votes += torch.nn.functional.one_hot(model(batch).argmax(dim=1), first.shape[1])
+                votes += torch.nn.functional.one_hot(logits(model, batch).argmax(dim=1), first.shape[1])
             out.append(votes.argmax(dim=1))
     return torch.cat(out)

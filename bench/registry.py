@@ -11,19 +11,27 @@ Besides plain names, a registry can resolve two kinds of open-ended names:
 
 * ``prefix:rest`` through a prefix factory (``timm:resnet18``,
   ``torchattacks:APGD``), called as ``factory(rest, **params)``;
-* ``package.module:attr`` (when ``import_paths=True``): a user's own factory.
+* ``package.module:attr`` or ``path/to/file.py:attr`` (when ``import_paths=True``):
+  a user's own factory. A file is loaded by its path under a name of its own
+  (``locate`` turns a spec's ``mymodel.py:make`` or ``mymodel:make`` next to the
+  spec into that form), so it needs no PYTHONPATH and a user file named like
+  one of this project's packages (``models.py``) cannot shadow it.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import importlib
 import importlib.metadata
+import importlib.util
 import inspect
 import re
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from bench.errors import UnknownComponent, UserError, did_you_mean
@@ -31,6 +39,60 @@ from bench.errors import UnknownComponent, UserError, did_you_mean
 T = TypeVar("T")
 
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+_FILE_PATH = re.compile(r"^(?P<file>.+\.py):(?P<attr>[A-Za-z_][\w.]*)$")
+
+
+def is_reference(name: str) -> bool:
+    """``package.module:attr`` or ``file.py:attr``: a user's own object, imported rather than registered."""
+    return bool(_FILE_PATH.match(name) or _IMPORT_PATH.match(name))
+
+
+def locate(name: str, base_dir: Path) -> str:
+    """A user's reference made independent of the working folder: ``file.py:attr`` (relative to ``base_dir``, the
+    spec's folder) and ``module:attr`` with ``module.py`` in ``base_dir`` become ``/absolute/file.py:attr``; a dotted
+    module found in ``base_dir`` gets that folder appended to ``sys.path``. Other names are returned as they are."""
+    found = _FILE_PATH.match(name)
+    if found:
+        path = (base_dir / found["file"]).resolve()
+        if not path.is_file():
+            raise UserError(f"'{name}': no file '{found['file']}' in {base_dir}")
+        return f"{path}:{found['attr']}"
+    if not _IMPORT_PATH.match(name):
+        return name
+    module, _, attr = name.partition(":")
+    single = (base_dir / f"{module}.py").resolve()
+    if "." not in module and single.is_file():
+        return f"{single}:{attr}"
+    if (base_dir / module.split(".")[0]).is_dir() and str(base_dir.resolve()) not in sys.path:
+        sys.path.append(str(base_dir.resolve()))  # last: a user's package never hides an installed one
+    return name
+
+
+def load_file(path: str | Path) -> Any:
+    """The module in a Python file, loaded by path under a name of its file's location and content (an edited file is
+    loaded afresh; two files of one name never collide); its folder is appended to ``sys.path`` for its own imports."""
+    path = Path(path).resolve()
+    try:
+        content = path.read_bytes()
+    except OSError as error:
+        raise UserError(f"cannot read '{path}': {error.strerror}") from None
+    stem = re.sub(r"\W", "_", path.stem)
+    name = f"_bench_user_{stem}_{hashlib.sha256(str(path).encode() + content).hexdigest()[:12]}"
+    if name in sys.modules:
+        return sys.modules[name]
+    if str(path.parent) not in sys.path:
+        sys.path.append(str(path.parent))
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise UserError(f"cannot load '{path}' as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:  # the user's module failed while loading: one line, not our traceback
+        del sys.modules[name]
+        raise UserError(f"'{path.name}' failed to load: {type(error).__name__}: {error}".splitlines()[0]) from None
+    return module
 
 
 def natural_key(name: str) -> list[Any]:
@@ -39,12 +101,19 @@ def natural_key(name: str) -> list[Any]:
 
 
 def import_object(path: str) -> Any:
-    """Import ``package.module:attr`` (attr may be dotted)."""
-    module_name, _, attr = path.partition(":")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as error:
-        raise UserError(f"cannot import '{module_name}' for '{path}': {error}") from None
+    """Import ``package.module:attr`` or load ``/path/file.py:attr`` (attr may be dotted)."""
+    in_file = _FILE_PATH.match(path)
+    module_name, attr = (in_file["file"], in_file["attr"]) if in_file else path.split(":", 1)
+    obj: Any
+    if in_file:
+        obj = load_file(module_name)
+    else:
+        try:
+            obj = importlib.import_module(module_name)
+        except ImportError as error:
+            raise UserError(f"cannot import '{module_name}' for '{path}': {error}") from None
+        except Exception as error:  # the user's module failed while importing
+            raise UserError(f"'{module_name}' failed to import: {type(error).__name__}: {error}".splitlines()[0]) from None
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)
@@ -179,7 +248,7 @@ class Registry(Generic[T]):
         split = self._split_prefix(name)
         if split is not None:
             return split[0].meta
-        if self.import_paths and name not in self._entries and _IMPORT_PATH.match(name):
+        if self.import_paths and name not in self._entries and is_reference(name):
             return {}
         return self.info(name).meta
 
@@ -203,17 +272,27 @@ class Registry(Generic[T]):
         if split is not None:
             prefix, rest = split
             return self._call(name, bind_first(prefix.factory, rest), {}, params, context)
-        if name not in self._entries and self.import_paths and _IMPORT_PATH.match(name):
+        if name not in self._entries and self.import_paths and is_reference(name):
             return self._call(name, import_object(name), {}, params, context)
         entry = self.info(name)
         return self._call(name, entry.target, entry.defaults, params, context)
+
+    def factory(self, name: str) -> Callable[..., Any]:
+        """The callable ``create(name)`` calls (a prefix's factory, a user's imported object, a registered target)."""
+        self._load_plugins()
+        split = self._split_prefix(name)
+        if split is not None:
+            return split[0].factory
+        if name not in self._entries and self.import_paths and is_reference(name):
+            return import_object(name)
+        return self.info(name).target
 
     def check(self, name: str, params: Mapping[str, Any]) -> None:
         """Raise the ``UserError`` that ``create(name, **params)`` would for a bad name or parameter, building nothing."""
         self._load_plugins()
         if self._split_prefix(name) is not None:
             return  # prefix factories take open keyword sets (timm's own arguments)
-        if name not in self._entries and self.import_paths and _IMPORT_PATH.match(name):
+        if name not in self._entries and self.import_paths and is_reference(name):
             factory, defaults = import_object(name), {}
         else:
             entry = self.info(name)

@@ -15,12 +15,16 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
 import bench
 from bench.errors import UserError
 from bench.executors import Executor, make_executor
+from bench.fields import model_fingerprints
+from bench.fingerprint import changes
+from bench.preflight import check_examples, check_models
 from bench.spec import RunSpec
 from bench.store import Record, Store
 from bench.tracks import TRACKS, Dependency, Job, JobResult, Task, Track
@@ -62,12 +66,26 @@ class Reporter:
     def stop(self) -> None: ...
 
 
-def begin(store: Store, spec: RunSpec, device: torch.device) -> None:
-    """Mark the store as this spec's run; a folder holding another spec's run is refused."""
+def begin(store: Store, spec: RunSpec, device: torch.device, *, force: bool = False) -> None:
+    """Mark the store as this spec's run; a folder holding another spec's run is refused, and so is one holding results
+    of another version of a model (edited code, new checkpoint contents) unless ``force`` drops them."""
     previous = store.get_meta("spec")
     current = spec.canonical()
     if previous is not None and previous != current:
         raise UserError(f"'{store.path.parent}' already holds a run of a different spec; pass another --out to start a new run")
+    models = model_fingerprints(spec)
+    stale = _stale_models(store, models) if previous is not None else {}
+    if stale and not force:
+        label, what = next(iter(stale.items()))
+        more = f" (and {len(stale) - 1} more)" if len(stale) > 1 else ""
+        raise UserError(
+            f"'{store.path.parent}' holds results of another version of model '{label}'{more}: {' and '.join(what)} changed since; "
+            f"run into a new --out, or pass --force to drop its old results and run it afresh"
+        )
+    if stale:
+        dropped = store.delete_jobs([r.key for r in store.records(derived=False) if r.labels.get("model") in stale])
+        log.info("--force: dropped %d jobs of %s (%s)", dropped, ", ".join(stale), "; ".join(f"{k}: {' and '.join(v)} changed" for k, v in stale.items()))
+    store.set_meta("models", models)
     if previous is None:
         store.set_meta("spec", current)
         store.set_meta("track", spec.track)
@@ -75,6 +93,15 @@ def begin(store: Store, spec: RunSpec, device: torch.device) -> None:
     store.set_meta("versions", versions())
     store.set_meta("device", str(device) if device.type != "cuda" else torch.cuda.get_device_name(device))
     store.set_meta("executor", spec.executor.name)
+
+
+def _stale_models(store: Store, models: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Models whose stored results came from other code or checkpoint contents than now (label -> what changed)."""
+    before = store.get_meta("models")
+    if before is None:  # a folder from before fingerprints were stored: any result it holds is of unknown code
+        labelled = {r.labels.get("model") for r in store.records(derived=False)}
+        return {label: ["its code (not recorded)"] for label in models if label in labelled}
+    return {label: [f"its {what}" if what == "code" else "its checkpoint's contents" for what in changed] for label, changed in changes(before, models).items()}
 
 
 def record_of(track: Track, job: Job, result: JobResult) -> Record:
@@ -106,8 +133,8 @@ def _plan(track: Track, spec: RunSpec, store: Store | None, planned: Mapping[str
     return [job for job in jobs if job.key not in planned]
 
 
-def run(spec: RunSpec, out_dir: Path, *, reporter: Reporter | None = None, executor: Executor | None = None) -> Summary:
-    """Run every planned job of ``spec`` not yet in ``out_dir``'s store."""
+def run(spec: RunSpec, out_dir: Path, *, reporter: Reporter | None = None, executor: Executor | None = None, force: bool = False) -> Summary:
+    """Run every planned job of ``spec`` not yet in ``out_dir``'s store (``force``: drop results of models that changed since)."""
     reporter = reporter or Reporter()
     started = time.perf_counter()
     device = resolve_device(spec.device)
@@ -121,10 +148,12 @@ def run(spec: RunSpec, out_dir: Path, *, reporter: Reporter | None = None, execu
         if existing is not None:
             existing.close()
     cache = Cache()
-    if any(job.key not in done for job in first):
-        track.validate(spec, cache)  # bad input found with the data in hand, before anything is written
+    if any(job.key not in done for job in first):  # bad input found with the data in hand, before anything is written
+        check_examples(spec, cache)
+        check_models(spec, cache)
+        track.validate(spec, cache)
     with Store(path) as store:
-        begin(store, spec, device)
+        begin(store, spec, device, force=force)
         for key, value in track.run_meta(spec, cache).items():
             store.set_meta(key, value)
         summary = Summary(out_dir, 0, 0, 0)

@@ -12,6 +12,7 @@ parameter and path is checked before any compute starts; a problem is one
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import UserError, did_you_mean
-from bench.fields import AttackSpec, ComponentSpec, DefenseSpec, ModelSpec, ShiftSpec, _expect, _fail, _int
+from bench.fields import AttackSpec, ComponentSpec, DefenseSpec, ModelSpec, ShiftSpec, _expect, _fail, _int, spec_dict
 
 __all__ = [
     "AttackSpec", "ComponentSpec", "DefenseSpec", "ExecutorSpec", "HEADER", "ModelSpec", "RunSpec", "ShiftSpec", "TrainingSpec",
@@ -77,7 +78,7 @@ class RunSpec:
     def to_dict(self) -> dict[str, Any]:
         """Header and section fields side by side (executor and device left out: they move results, never change them)."""
         header = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("section", "executor", "device")}
-        data = {**asdict(self.section), **{k: asdict(v) if is_dataclass(v) else v for k, v in header.items()}}
+        data = {**spec_dict(self.section), **{k: asdict(v) if is_dataclass(v) else v for k, v in header.items()}}
         if data["seeds"] == 1:  # specs that do not replicate keep the text (and hash) they had before seeds existed
             data.pop("seeds")
         return data
@@ -88,16 +89,20 @@ class RunSpec:
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
-    """The raw spec from a TOML file; a missing or malformed file is a ``UserError``."""
+    """The raw spec from a TOML file; a missing, unreadable or malformed file is a ``UserError``."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"spec file '{path}' does not exist")
     try:
-        return tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
-        raise UserError(f"spec file '{path}' is not valid TOML: {error}") from None
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"spec file '{path}' does not exist") from None
     except UnicodeDecodeError:
         raise UserError(f"spec file '{path}' is not UTF-8 text") from None
+    except OSError as error:  # permission denied, a folder, a device that fails to read
+        raise UserError(f"spec file '{path}' cannot be read: {error.strerror or error}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise UserError(f"spec file '{path}' is not valid TOML: {error}") from None
 
 
 def merge(defaults: Mapping[str, Any], user: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -247,9 +252,11 @@ def _training(raw: Any) -> TrainingSpec:
     _int(spec.epochs, "spec.training.epochs", 0)
     _int(spec.batch_size, "spec.training.batch_size", 1)
     _expect(spec.lr, (int, float), "spec.training.lr", "a number")
-    if spec.lr <= 0:
-        raise _fail("spec.training.lr", f"must be > 0, got {spec.lr}")
+    if not 0 < spec.lr < math.inf:
+        raise _fail("spec.training.lr", f"must be a finite number > 0, got {spec.lr}")
     _expect(spec.weight_decay, (int, float), "spec.training.weight_decay", "a number")
+    if not 0 <= spec.weight_decay < math.inf:
+        raise _fail("spec.training.weight_decay", f"must be a finite number >= 0, got {spec.weight_decay}")
     if spec.optimizer not in ("adam", "sgd"):
         raise _fail("spec.training.optimizer", f"must be 'adam' or 'sgd', got {spec.optimizer!r}")
     return spec

@@ -28,6 +28,7 @@ from torch import nn
 
 import bench
 from bench.data import Dataset
+from bench.errors import UserError
 from bench.spec import ModelSpec, TrainingSpec
 from models import MODELS
 from models.checkpoint import load_checkpoint, save_checkpoint
@@ -52,6 +53,10 @@ def file_digest(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+class TrainingDiverged(RuntimeError):
+    """Training made a weight inf or nan; nothing was cached."""
+
+
 @dataclass(frozen=True)
 class TrainedModel:
     model: nn.Module
@@ -72,7 +77,8 @@ def recipe(spec: ModelSpec, dataset_id: Any, training: TrainingSpec, seed: int, 
         "objective": objective,
         "model": spec.name,
         "params": dict(spec.params),
-        "checkpoint": file_digest(spec.checkpoint) if spec.checkpoint else None,
+        "checkpoint": spec.checkpoint_sha256 or (file_digest(spec.checkpoint_path) if spec.checkpoint_path else None),
+        "code": spec.code,  # an edited model file is another recipe: never the old weights
         "train": spec.train,
         "dataset": dataset_id,
         "training": asdict(training) if spec.train else None,
@@ -84,11 +90,11 @@ def recipe(spec: ModelSpec, dataset_id: Any, training: TrainingSpec, seed: int, 
 def build_model(spec: ModelSpec, data: Dataset, seed: int) -> nn.Module:
     """The untrained (or checkpoint-loaded) model; initialization is seeded."""
     torch.manual_seed(seed)
-    model = MODELS.create(spec.name, context=data.model_context(), **spec.params)
+    model = MODELS.create(spec.factory, context=data.model_context(), **spec.params)
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model '{spec.name}' built a {type(model).__name__}, not a torch.nn.Module")
-    if spec.checkpoint:
-        load_checkpoint(model, spec.checkpoint)
+        raise UserError(f"model '{spec.name}' built a {type(model).__name__}, not a torch.nn.Module")
+    if spec.checkpoint_path:
+        load_checkpoint(model, spec.checkpoint_path)
     return model
 
 
@@ -130,6 +136,9 @@ def _obtain_model(
             return TrainedModel(model.to(device).eval(), key, True, time.perf_counter() - start)
         log.info("training %s%s on %s: %d epochs (recipe %s)", spec.label, f" with {objective_id[0]}" if objective_id else "", data.name, training.epochs, key)
         train_classifier(model, data, training, seed=seed, device=device, objective=objective)
+        diverged = [name for name, tensor in model.state_dict().items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+        if diverged:  # nothing is cached: the next run trains again (with, one hopes, another recipe)
+            raise TrainingDiverged(f"training {spec.label} gave non-finite weights ({diverged[0]}, ...; lr {training.lr:g}): lower spec.training.lr")
         save_checkpoint(model, path)
         path.with_suffix(".json").write_text(json.dumps(the_recipe, indent=2, default=str))
     seconds = time.perf_counter() - start
@@ -181,5 +190,7 @@ def _train(model: nn.Module, data: Dataset, training: TrainingSpec, *, seed: int
             loss.backward()
             optimizer.step()
             schedule.step()
+        if not torch.isfinite(loss):
+            break  # diverged: the weights are checked (and refused) by the caller
     optimizer.zero_grad(set_to_none=True)
     return model.eval()

@@ -96,7 +96,9 @@ def execute(task: Task, cache: Cache) -> JobResult:
     except Exception as error:  # recorded with its message; the run goes on
         log.warning("job %s failed: %s: %s", dict(task.job.labels), type(error).__name__, error)
         message = f"{type(error).__name__}: {error}".splitlines()[0] if str(error) else type(error).__name__
-        return JobResult(status="failed", error=message, seconds=time.perf_counter() - start, provenance=provenance)
+        flag = getattr(error, "flag", None)  # an error that says what is wrong with the model (non-finite logits): invalid, flagged
+        status, flags = ("invalid", [flag]) if isinstance(flag, str) else ("failed", [])
+        return JobResult(status=status, error=message, flags=flags, seconds=time.perf_counter() - start, provenance=provenance)
     result.provenance = {**provenance, **result.provenance}
     result.flags = sorted(set(result.flags))
     return result

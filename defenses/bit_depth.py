@@ -25,7 +25,7 @@ class BitDepth(Preprocessing):
 @DEFENSES.register("bit-depth", description="bit-depth reduction to a few bits per pixel (feature squeezing, Xu et al. 2018)")
 @dataclass(frozen=True, kw_only=True)
 class BitDepthDefense(PreprocessingDefense):
-    bits: int = 2
+    bits: int = 2  # bits per pixel kept (2: 4 grey levels)
 
     def __post_init__(self) -> None:
         require(isinstance(self.bits, int) and 1 <= self.bits <= 8, "bits", f"must be an integer in 1..8, got {self.bits!r}")

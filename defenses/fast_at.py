@@ -18,8 +18,8 @@ from defenses.base import Defense
 @DEFENSES.register("fast-at", description="FGSM adversarial training with a random start (Wong et al. 2020)")
 @dataclass(frozen=True, kw_only=True)
 class FastAdversarialTraining(Defense):
-    eps: float = 0.1
-    norm: str = "linf"
+    eps: float = 0.1  # training-time budget of the FGSM step
+    norm: str = "linf"  # its norm: linf or l2
     step_size: float | None = None  # None: 1.25 * eps, as the paper
 
     def __post_init__(self) -> None:

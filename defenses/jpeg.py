@@ -29,7 +29,7 @@ class JPEG(Preprocessing):
 @DEFENSES.register("jpeg", description="JPEG compression of the input (quality); not differentiable")
 @dataclass(frozen=True, kw_only=True)
 class JPEGDefense(PreprocessingDefense):
-    quality: int = 75
+    quality: int = 75  # JPEG quality, 1-100 (lower: stronger compression)
 
     def __post_init__(self) -> None:
         require(isinstance(self.quality, int) and 1 <= self.quality <= 100, "quality", f"must be an integer in 1..100, got {self.quality!r}")

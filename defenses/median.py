@@ -29,7 +29,7 @@ class Median(Preprocessing):
 @DEFENSES.register("median", description="median filter over a kernel x kernel window (feature squeezing, Xu et al. 2018)")
 @dataclass(frozen=True, kw_only=True)
 class MedianDefense(PreprocessingDefense):
-    kernel: int = 3
+    kernel: int = 3  # window side in pixels (odd)
 
     def __post_init__(self) -> None:
         require(isinstance(self.kernel, int) and self.kernel >= 1 and self.kernel % 2 == 1, "kernel", f"must be an odd integer >= 1, got {self.kernel!r}")

@@ -17,9 +17,9 @@ from defenses.base import Defense
 @DEFENSES.register("pgd-at", description="PGD adversarial training (Madry et al. 2018)")
 @dataclass(frozen=True, kw_only=True)
 class PGDAdversarialTraining(Defense):
-    eps: float = 0.1
-    norm: str = "linf"
-    steps: int = 7
+    eps: float = 0.1  # training-time budget of the PGD points
+    norm: str = "linf"  # its norm: linf or l2
+    steps: int = 7  # PGD steps per training batch
     step_size: float | None = None  # None: 2.5 * eps / steps
 
     def __post_init__(self) -> None:

@@ -88,11 +88,11 @@ def lower_confidence_bound(successes: torch.Tensor, trials: int, alpha: float) -
 @DEFENSES.register("randomized-smoothing", description="Gaussian randomized smoothing with certified L2 radii (Cohen et al. 2019)")
 @dataclass(frozen=True, kw_only=True)
 class RandomizedSmoothing(Defense):
-    sigma: float = 0.25
+    sigma: float = 0.25  # standard deviation of the Gaussian noise (training and prediction)
     samples: int = 4  # noise draws in the model the attacks face
     n0: int = 100  # draws to pick the class to certify
     n: int = 1000  # draws to bound its probability
-    alpha: float = 0.001
+    alpha: float = 0.001  # failure probability of the certificate
 
     def __post_init__(self) -> None:
         require(self.sigma > 0, "sigma", f"must be > 0, got {self.sigma}")

@@ -17,10 +17,10 @@ from defenses.base import Defense
 @DEFENSES.register("trades", description="TRADES: clean loss + beta x KL to the adversarial point (Zhang et al. 2019)")
 @dataclass(frozen=True, kw_only=True)
 class TRADES(Defense):
-    beta: float = 6.0
-    eps: float = 0.1
-    norm: str = "linf"
-    steps: int = 7
+    beta: float = 6.0  # weight of the KL term (robustness vs clean accuracy)
+    eps: float = 0.1  # training-time budget of the inner maximization
+    norm: str = "linf"  # its norm: linf or l2
+    steps: int = 7  # PGD steps of the inner maximization
     step_size: float | None = None  # None: 2.5 * eps / steps
 
     def __post_init__(self) -> None:

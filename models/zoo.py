@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from bench.errors import require
 from models import MODELS
 
 
@@ -27,6 +28,15 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
+def _check(**sizes: float) -> None:
+    """Layer sizes >= 1 and dropout in [0, 1): refused with the parameter's name, before a layer is built."""
+    for name, value in sizes.items():
+        if name == "dropout":
+            require(0 <= value < 1, name, f"must be in [0, 1), got {value}")
+        else:
+            require(isinstance(value, int) and value >= 1, name, f"must be an integer >= 1, got {value!r}")
+
+
 def _stats(channels: int, mean: Sequence[float] | None, std: Sequence[float] | None) -> tuple[list[float], list[float]]:
     return list(mean or [0.5] * channels), list(std or [0.5] * channels)
 
@@ -38,10 +48,11 @@ def small_cnn(
     num_classes: int,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
-    width: int = 32,
-    hidden: int = 128,
-    dropout: float = 0.0,
+    width: int = 32,  # channels of the first conv layer (the second has twice as many)
+    hidden: int = 128,  # units of the hidden dense layer
+    dropout: float = 0.0,  # dropout before each dense layer (MC dropout needs > 0)
 ) -> nn.Module:
+    _check(width=width, hidden=hidden, dropout=dropout)
     channels, height, width_px = input_shape
     flat = 2 * width * (height // 2) * (width_px // 2)
     return nn.Sequential(
@@ -67,9 +78,10 @@ def mlp(
     num_classes: int,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
-    hidden: int = 256,
-    dropout: float = 0.0,
+    hidden: int = 256,  # units of each hidden layer
+    dropout: float = 0.0,  # dropout after each hidden layer (MC dropout needs > 0)
 ) -> nn.Module:
+    _check(hidden=hidden, dropout=dropout)
     features = 1
     for size in input_shape:
         features *= size

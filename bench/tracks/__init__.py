@@ -113,7 +113,8 @@ class Track(ABC):
         """The track's section (a frozen dataclass) from its raw fields; errors are ``UserError('spec.<path>: ...')``."""
 
     def validate(self, spec: Any, cache: Any) -> None:
-        """Checks that need the data in hand (shapes, classes), run before anything is written; none by default."""
+        """Checks that need the data in hand (shapes, classes), run before anything is written; none by default
+        (the runner has already built and run every model of the spec on one batch: ``bench.preflight``)."""
         return None
 
     def run_meta(self, spec: Any, cache: Any) -> dict[str, Any]:

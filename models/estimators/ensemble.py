@@ -13,7 +13,7 @@ from models.estimators.base import Estimator
 @ESTIMATORS.register("ensemble", description="deep ensemble: M members from different seeds (each cached like any trained model)")
 @dataclass(frozen=True)
 class Ensemble(Estimator):
-    size: int = 5
+    size: int = 5  # members, each trained from its own seed
 
     has_epistemic: ClassVar[bool] = True
 

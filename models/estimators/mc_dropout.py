@@ -56,7 +56,7 @@ def dropout_only(model: nn.Module) -> Iterator[nn.Module]:
 @ESTIMATORS.register("mc-dropout", description="MC dropout: T stochastic passes with only dropout on (Gal & Ghahramani 2016)")
 @dataclass(frozen=True)
 class MCDropout(Estimator):
-    samples: int = 20
+    samples: int = 20  # stochastic forward passes averaged per prediction
     chunk: int = 16384  # most input values (inputs x passes x pixels) in one forward pass: its activations stay in the CPU's cache
 
     has_epistemic: ClassVar[bool] = True

@@ -19,7 +19,7 @@ from models.estimators.base import Estimator, LogPredictive
 @dataclass(frozen=True)
 class Temperature(Estimator):
     temperature: float | None = None  # None until fitted
-    max_iter: int = 100
+    max_iter: int = 100  # L-BFGS iterations fitting the temperature on held-out data
 
     def __post_init__(self) -> None:
         require(self.temperature is None or self.temperature > 0, "temperature", f"must be > 0, got {self.temperature}")

@@ -77,8 +77,24 @@ def test_not_a_run_folder_or_not_a_store_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="is not a run folder"):
         Store(tmp_path / "results.db", create=False)
     (tmp_path / "junk.db").write_text("this is not sqlite" * 100)
-    with pytest.raises(UserError, match="not a readable results store"):
-        Store(tmp_path / "junk.db")
+    for read_only in (False, True):
+        with pytest.raises(UserError, match=r"junk\.db' is damaged \(file is not a database\); re-run into a new folder: bench run --out NEW_FOLDER"):
+            Store(tmp_path / "junk.db", create=False, read_only=read_only)
+    with pytest.raises(UserError, match="is not a run folder"):
+        Store(tmp_path / "results.db", read_only=True)  # reading never creates a store
+
+
+def test_a_read_only_store_reads_what_the_writer_stored_and_refuses_writes(tmp_path):
+    with Store(tmp_path / "results.db") as store:
+        store.put(record("k"), [values(True, False)], {"gallery": b"g"})
+        store.set_meta("spec", {"a": 1})
+    with Store(tmp_path / "results.db", create=False, read_only=True) as store:
+        assert [r.key for r in store.records()] == ["k"] and store.outcomes()["k"] == [Outcome(0, values(True, False))]
+        assert store.artifacts() == {"k": {"gallery": b"g"}} and store.all_meta()["spec"] == {"a": 1}
+        for write in (lambda: store.put(record("j")), lambda: store.set_meta("x", 1), lambda: store.set_derived_flags({})):
+            with pytest.raises(RuntimeError, match="opened read-only"):
+                write()
+        assert store.finished_keys() == {"k"}
 
 
 def test_a_folder_of_the_old_schema_is_refused_with_how_to_rerun_it(tmp_path):

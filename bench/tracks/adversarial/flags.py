@@ -8,6 +8,7 @@ FLAGS: dict[str, str] = {
     "outside-threat-model": "an adversarial example left the eps-ball of its norm: the job is invalid, not a robustness number",
     "outside-unit-range": "an adversarial example left [0, 1]: the job is invalid, not a robustness number",
     "non-finite-adversarial": "the attack returned NaN or infinite values: the job is invalid",
+    "non-finite-logits": "the model returned NaN or infinite logits: no prediction of it means anything, the job is invalid",
     "wrong-shape-dtype-or-device": "the attack returned a tensor of another shape, dtype or device: the job is invalid",
     "changed-model-mode": "the attack switched a module between train and eval mode (the harness restored it)",
     "modified-model": "the model's weights or buffers changed in place during the attack: the job is invalid",

@@ -34,7 +34,6 @@ from bench.tracks.adversarial.evaluation import DEFAULT_CASCADE, DEFAULT_DRAWS, 
 from bench.tracks.adversarial.flags import ADVISORY, FLAGS
 from bench.tracks.adversarial.ranking import cell_vectors
 from bench.tracks.adversarial.rows import CERTIFIED, SANITY, WORST_CASE
-from bench.training import file_digest
 from bench.worker import Cache, dataset, eval_set
 from defenses import DEFENSES
 from reports.leaderboard import robustness_markdown, row_label
@@ -126,15 +125,14 @@ class AdversarialTrack(Track):
         jobs: list[Job] = []
         dataset = {"name": spec.dataset, "params": {k: v for k, v in spec.dataset_params.items() if k not in ("root", "download")}}
         for model in spec.models:
-            # a checkpoint counts by its content, not its path: moving a project keeps its job keys (and attack seeds),
-            # and new weights under the same file name get new keys
-            checkpoint = file_digest(model.checkpoint) if model.checkpoint else None
+            # model.identity: a checkpoint counts by its content, not its path, and the model's code by its fingerprint:
+            # moving a project keeps its job keys (and attack seeds); new weights or an edited model get new keys
             for defense in spec.defenses:
                 chosen = DEFENSES.create(defense.name, **defense.params)
                 plain = [(a, ATTACKS.create(a.name, eps=a.eps[0], **a.params).norm) for a in spec.attacks]
                 norms = list(dict.fromkeys(norm for _, norm in plain))
                 base = {
-                    "model": [model.name, dict(model.params), checkpoint, model.train],
+                    "model": model.identity,
                     "training": spec.training if model.train else None,
                     "defense": [defense.name, dict(defense.params)],
                     "dataset": dataset,

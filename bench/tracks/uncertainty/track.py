@@ -41,7 +41,7 @@ from bench.tracks import HIGHER, LOWER, Job, JobResult, Metric, Task, Track
 from bench.tracks.uncertainty import metrics as m
 from bench.tracks.uncertainty.ood import OOD_SETS
 from bench.tracks.uncertainty.shifts import SHIFTS
-from bench.training import build_model, file_digest, obtain_model
+from bench.training import build_model, obtain_model
 from bench.worker import Cache, dataset, dataset_id, eval_set, resolve_device
 from models.estimators import ESTIMATORS, Estimator, Predictive
 
@@ -134,12 +134,11 @@ class UncertaintyTrack(Track):
         }
         jobs: list[Job] = []
         for model in spec.models:
-            checkpoint = file_digest(model.checkpoint) if model.checkpoint else None
             for estimator in spec.estimators:
                 for seed in range(spec.seed, spec.seed + spec.seeds):
                     identity = {
                         **common,
-                        "model": [model.name, dict(model.params), checkpoint, model.train],
+                        "model": model.identity,
                         "training": spec.training if model.train else None,
                         "estimator": [estimator.name, dict(estimator.params)],
                         "seed": seed,

@@ -60,5 +60,5 @@ def check(
     summary = runner.run(spec, out, reporter=reporter)
     write_reports(out)
     run = load_run(out)
-    result = compare(baseline, run.cells, tolerances, run.track)
+    result = compare(baseline, run.cells, tolerances, run.track, versions=run.meta.get("versions"))
     return replace(result, run_dir=str(out), jobs_ran=summary.ran, jobs_reused=summary.skipped)

@@ -13,18 +13,38 @@ Relative paths are taken from the test file's folder. A regression fails the
 test with the same table ``bench check`` prints; a bad baseline or spec fails
 it with the same one line. Pytest loads this module in every session of an
 environment where frontier-bench is installed, so it imports nothing heavy
-until a check runs.
+until a check runs, and a check adds no warnings to the user's summary
+(``QUIET``: the deprecation and user warnings our code and the libraries it
+calls for us raise, such as torchvision's JPEG codec under the jpeg defense).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 MARKER = "bench_check"
+OURS = r"(bench|attacks|defenses|models|reports)(\.|$)"  # the packages of frontier-bench
+QUIET = (  # (category, module regex) of the warnings a check keeps out of the user's test session
+    (DeprecationWarning, OURS),
+    (UserWarning, OURS),
+    (DeprecationWarning, r"torchvision\.io(\.|$)"),  # the jpeg defense's codec, deprecated since torchvision 0.29
+    (UserWarning, r"torchvision\.io(\.|$)"),
+)
+
+
+@contextmanager
+def quiet_check() -> Iterator[None]:
+    """Warnings of ``QUIET`` ignored while a check runs; the user's own filters come back after it."""
+    with warnings.catch_warnings():
+        for category, module in QUIET:
+            warnings.filterwarnings("ignore", category=category, module=module)
+        yield
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -54,22 +74,23 @@ def run_check(
     track: str | None = None,
 ) -> Any:
     """Run the gate; ``pytest.fail`` with the regression table (or the one-line error) unless every metric holds."""
-    from bench.checking import check
-    from bench.errors import UserError
-    from reports.gate import check_text
+    with quiet_check():  # the imports too: torch and torchvision warn as they load
+        from bench.checking import check
+        from bench.errors import UserError
+        from reports.gate import check_text
 
-    try:
-        result = check(
-            _resolve(base, baseline),
-            config=_resolve(base, config),
-            track=track,
-            tolerance=tolerance,
-            tolerance_for=[f"{metric}={value}" for metric, value in (tolerances or {}).items()],
-            out=_resolve(base, out),
-            device=device,
-        )
-    except UserError as error:
-        pytest.fail(f"bench check: {error}", pytrace=False)
+        try:
+            result = check(
+                _resolve(base, baseline),
+                config=_resolve(base, config),
+                track=track,
+                tolerance=tolerance,
+                tolerance_for=[f"{metric}={value}" for metric, value in (tolerances or {}).items()],
+                out=_resolve(base, out),
+                device=device,
+            )
+        except UserError as error:
+            pytest.fail(f"bench check: {error}", pytrace=False)
     if not result.passed:
         pytest.fail(check_text(result), pytrace=False)
     return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -13,6 +14,10 @@ from defenses import DEFENSES
 from defenses.base import PreprocessingDefense, require_images
 
 
+# torchvision 0.29 deprecates its JPEG codec (for torchcodec); the defense keeps using it and keeps the warning to itself
+_CODEC_DEPRECATED = "The image decoding and encoding capabilities of TorchVision are deprecated"
+
+
 class JPEG(Preprocessing):
     def __init__(self, quality: int) -> None:
         super().__init__()
@@ -22,7 +27,9 @@ class JPEG(Preprocessing):
         from torchvision.io import decode_jpeg, encode_jpeg
 
         pixels = (x.detach().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
-        decoded = decode_jpeg(encode_jpeg(list(pixels), quality=self.quality))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_CODEC_DEPRECATED, category=DeprecationWarning)
+            decoded = decode_jpeg(encode_jpeg(list(pixels), quality=self.quality))
         return torch.stack(decoded).to(device=x.device, dtype=x.dtype) / 255
 
 

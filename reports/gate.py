@@ -1,4 +1,4 @@
-"""The CI gate's verdict as text: a table of regressions (row, metric, baseline, now, allowed), then missing and new rows.
+"""The CI gate's verdict as text: a table of regressions (row, metric, baseline, now, allowed), then missing and new rows and changed versions.
 
 Takes the check's result as it is (``bench.gate.CheckResult``, read by
 attribute); the same text is printed by ``bench check`` and by the pytest plugin.
@@ -31,4 +31,6 @@ def check_text(result: Any) -> str:
         lines += ["New advisory flags (threshold diagnostics that float noise can tip; reported, not gated):"] + [f"- {row}" for row in result.new_flags] + [""]
     if result.new_rows:
         lines += ["New rows (in this run, not in the baseline; not gated until the baseline is renewed):"] + [f"- {row}" for row in result.new_rows] + [""]
+    if result.version_changes:
+        lines += ["Versions differ from the baseline's:"] + [f"- {change}" for change in result.version_changes] + [""]
     return "\n".join(lines).rstrip() + "\n"

@@ -24,6 +24,21 @@ def test_marker():
 """
 
 
+JPEG_SPEC = """
+n_examples = 20
+checks = false
+adaptive = false
+[[models]]
+name = "small-cnn"
+checkpoint = "model.safetensors"
+[[defenses]]
+name = "jpeg"
+[[attacks]]
+name = "fgsm"
+eps = [0.1]
+"""
+
+
 def plugin_args() -> list[str]:
     """Load the plugin by name unless the installed distribution already registers it through its entry point."""
     installed = {ep.name for ep in importlib.metadata.entry_points(group="pytest11")}
@@ -64,6 +79,20 @@ def test_a_bad_baseline_fails_with_its_one_line(suite):
     result = suite.runpytest(*plugin_args(), "-q", "-p", "no:cacheprovider")
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(["*bench check: baseline '*baseline.json' is not valid JSON*"])
+
+
+def test_a_check_adds_no_warnings_to_the_users_session(pytester, project):
+    """The jpeg defense calls torchvision's deprecated JPEG codec on every batch: none of that reaches the user's warnings summary."""
+    from bench.cli import main
+
+    shutil.copy(project / "model.safetensors", pytester.path / "model.safetensors")
+    (pytester.path / "spec.toml").write_text(JPEG_SPEC)
+    assert main(["run", "--config", str(pytester.path / "spec.toml"), "--out", str(pytester.path / "baseline-run"), "-q"]) == 0
+    assert main(["baseline", str(pytester.path / "baseline-run"), "-o", str(pytester.path / "baseline.json")]) == 0
+    pytester.makepyfile(test_jpeg='def test_gate(bench_check):\n    assert bench_check("spec.toml", baseline="baseline.json").jobs_ran == 1\n')
+    result = pytester.runpytest(*plugin_args(), "-q", "-p", "no:cacheprovider", "-W", "always::DeprecationWarning", "-W", "always::UserWarning")
+    result.assert_outcomes(passed=1, warnings=0)  # the check ran its job (jpeg and all) in this session
+    assert "warnings summary" not in result.stdout.str() and "TorchVision are deprecated" not in result.stdout.str()
 
 
 def test_the_marker_is_registered(pytester):

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: bench test benchmark lint clean chromium
+.PHONY: bench test benchmark lint clean chromium latex
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 bench: $(STAMP)
 	$(BIN)/bench run --track adversarial
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium latex
 	$(BIN)/python -m pytest -q
 
 # The browser test needs Debian's chromium. Install it when missing and possible
@@ -29,6 +29,16 @@ chromium:
 		(DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
 			|| echo "could not install chromium: the browser test will skip"; \
 	else echo "no chromium and no root apt-get: the browser test will skip"; fi
+
+# The LaTeX compile test needs pdflatex (Debian's texlive-latex-base and -recommended, about 40 s).
+# Installed when missing and possible (root, apt-get); otherwise that test skips. Never fails the build.
+latex:
+	@if command -v pdflatex >/dev/null 2>&1 || command -v tectonic >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing pdflatex (apt-get) for the LaTeX compile test"; \
+		(DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends texlive-latex-base texlive-latex-recommended) >/dev/null 2>&1 \
+			|| echo "could not install pdflatex: the LaTeX compile test will skip"; \
+	else echo "no pdflatex and no root apt-get: the LaTeX compile test will skip"; fi
 
 benchmark: $(STAMP)
 	$(BIN)/python -m pytest tests/benchmarks --benchmark-enable --benchmark-only -q

@@ -6,6 +6,7 @@ stored examples) to a renderer; nothing is measured again.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Mapping
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import bench
 from bench.errors import UserError
 from bench.store import Record, Store, record_dict
 
@@ -40,7 +42,7 @@ def load_run(run_dir: Path) -> RunData:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run folder '{run_dir}' does not exist")
-    with Store(run_dir / "results.db", create=False) as store:
+    with Store(run_dir / "results.db", create=False, read_only=True) as store:
         meta = store.all_meta()
         track_name = meta.get("track")
         if track_name is None:
@@ -78,6 +80,31 @@ def provenance(run: RunData) -> dict[str, Any]:
     }
 
 
+def json_provenance(run: RunData) -> dict[str, Any]:
+    """What ``leaderboard.json`` says about where its numbers come from, all as stored by the run.
+
+    ``frontier_bench_version`` is the version that ran the jobs (the stored
+    ``versions``), ``rendered_by`` the one that wrote this file; ``spec_sha256``
+    is the sha256 of the stored canonical spec text (UTF-8).
+    """
+    spec_text = run.meta.get("spec")
+    shown = provenance(run)
+    versions = run.meta.get("versions") or {}
+    return {
+        "track": shown["track"],
+        "frontier_bench_version": versions.get("frontier-bench"),
+        "rendered_by": f"frontier-bench {bench.__version__}",
+        "seed": shown["seed"],
+        "dataset": shown["dataset"],
+        "spec_sha256": hashlib.sha256(spec_text.encode()).hexdigest() if isinstance(spec_text, str) else None,
+        "versions": versions,
+        "device": shown["device"],
+        "started_at": shown["started_at"],
+        "finished_at": shown["finished_at"],
+        "jobs": len(run.records),
+    }
+
+
 def html_page(run: RunData) -> str:
     from reports.html import leaderboard_html
 
@@ -92,6 +119,7 @@ def html_page(run: RunData) -> str:
         checks=[record_dict(r) for r in run.records if r.key not in cell_keys(run.cells)],
         tables=run.track.tables(run.cells),
         plots_title=run.track.plots_title,
+        stored_jobs=[r.status for r in run.records],
     )
 
 
@@ -118,10 +146,11 @@ def latex(run: RunData, *, figures_dir: Path) -> str:
 
 def render(run: RunData, fmt: str) -> str:
     """The leaderboard in one format (``latex`` also writes the figures as PDF and ``leaderboard.tex`` into the run folder)."""
-    from reports.leaderboard import to_csv, to_json
+    from reports.csv_export import to_csv
+    from reports.json_export import to_json
 
     if fmt == "json":
-        return to_json(run.cells) + "\n"
+        return to_json(run.cells, provenance=json_provenance(run)) + "\n"
     if fmt == "csv":
         return to_csv(run.cells)
     if fmt == "html":

@@ -21,10 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tabulate import tabulate
-
 from bench.stats import ALPHA, mcnemar, unpaired
-from reports.leaderboard import NORM_TITLES, ROW_FIELDS, percent
+from reports.leaderboard import NORM_TITLES, ROW_FIELDS, markdown_table, percent
 
 METRICS = {"clean_accuracy": ("model", "defense", "dataset"), "robust_accuracy": None}  # metric -> its scope (None: every dimension)
 TESTED = ("clean_accuracy", "robust_accuracy")  # fractions of a cell's n points: a change in them is tested
@@ -205,7 +203,7 @@ def comparison_markdown(comparison: Comparison, *, before: str, after: str) -> s
         if scoped:
             title = _TITLES.get(metric, metric)
             headers = [*scope, f"{title} A", f"{title} B", "B - A", "p", "test"]
-            table = tabulate(list(scoped.values()), headers=headers, tablefmt="github", disable_numparse=True)
+            table = markdown_table(list(scoped.values()), headers)
             lines += [f"## {metric.replace('_', ' ').capitalize()}", "", table, ""]
     cells = [c for c in comparison.changes if comparison.scopes.get(c.field) is None]
     if cells:
@@ -214,14 +212,14 @@ def comparison_markdown(comparison: Comparison, *, before: str, after: str) -> s
         for change in cells:
             shown = [_show(change.field, change.before), _show(change.field, change.after), _delta(change.field, change.delta), _p(change), change.test or ""]
             table.append(_row_cells(change.row, comparison.fields) + [_TITLES.get(change.field, change.field), *shown])
-        lines += [tabulate(table, headers=[*headers, "what", "A", "B", "B - A", "p", "test"], tablefmt="github", disable_numparse=True), ""]
+        lines += [markdown_table(table, [*headers, "what", "A", "B", "B - A", "p", "test"]), ""]
     if any(c.p_value is not None for c in comparison.changes):
         lines += [SIGNIFICANCE_NOTE, ""]
     if not comparison.changes:
         lines += ["No cell changed.", ""]
     for title, keys in ((f"Only in A ({before})", comparison.only_before), (f"Only in B ({after})", comparison.only_after)):
         if keys:
-            table = tabulate([_row_cells(k, comparison.fields) for k in keys], headers=headers, tablefmt="github", disable_numparse=True)
+            table = markdown_table([_row_cells(k, comparison.fields) for k in keys], headers)
             lines += [f"## {title}", "", table, ""]
     lines.append(
         f"{comparison.compared} cells in both runs: {comparison.changed} changed, {comparison.compared - comparison.changed} unchanged; "

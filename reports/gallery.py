@@ -3,7 +3,11 @@
 Takes the stored examples as they are (objects with ``example``, ``label``,
 ``clean_prediction``, ``adversarial_prediction``, ``clean`` and
 ``adversarial`` arrays of shape (C, H, W) in [0, 1]) and returns an HTML
-fragment with the pictures embedded as base64 PNG.
+fragment with the pictures embedded as base64 PNG. Broken examples come
+first (``shown``): the ones the attack fooled, then the ones that held
+against a real perturbation, then the ones misclassified already; an example
+the attack left unchanged (no perturbation at all) shows nothing about it and
+is dropped when the group has a broken one, else it comes last.
 """
 
 from __future__ import annotations
@@ -59,6 +63,27 @@ def _name(index: int, classes: Sequence[str]) -> str:
     return classes[index] if 0 <= index < len(classes) else str(index)
 
 
+def verdict(example: Any) -> str:
+    """'fooled' (clean right, adversarial wrong), 'held' (adversarial right) or 'wrong already' (clean wrong, adversarial too)."""
+    if example.clean_prediction == example.label and example.adversarial_prediction != example.label:
+        return "fooled"
+    return "held" if example.adversarial_prediction == example.label else "wrong already"
+
+
+def unperturbed(example: Any) -> bool:
+    return not np.any(np.asarray(example.adversarial, dtype=np.float32) != np.asarray(example.clean, dtype=np.float32))
+
+
+_ORDER = {"fooled": 0, "held": 1, "wrong already": 2}
+
+
+def shown(examples: Sequence[Any]) -> list[Any]:
+    """The examples in the order the gallery shows them: fooled, held, wrong already, then unperturbed ones (dropped when one was fooled)."""
+    fooled = any(verdict(e) == "fooled" for e in examples)
+    kept = [e for e in examples if not (fooled and unperturbed(e))]
+    return sorted(kept, key=lambda e: (unperturbed(e), _ORDER[verdict(e)]))  # stable: stored order within each kind
+
+
 def _tile(src: str, alt: str, caption: str, *, css: str = "") -> str:
     return f'<figure class="tile{css}"><img src="{src}" alt="{html.escape(alt)}" width="96" height="96"><figcaption>{caption}</figcaption></figure>'
 
@@ -70,11 +95,10 @@ def gallery_html(groups: Sequence[GalleryGroup], *, classes: Sequence[str] = ())
     blocks = []
     for group in groups:
         lines = []
-        for ex in group.examples:
+        for ex in shown(group.examples):
             label, clean_pred, adv_pred = (_name(i, classes) for i in (ex.label, ex.clean_prediction, ex.adversarial_prediction))
             image, magnification, largest = perturbation(ex.clean, ex.adversarial)
-            fooled = ex.clean_prediction == ex.label and ex.adversarial_prediction != ex.label
-            verdict = "fooled" if fooled else ("held" if ex.adversarial_prediction == ex.label else "wrong already")
+            kind = verdict(ex)
             esc = html.escape
             lines.append(
                 '<div class="example">'
@@ -86,12 +110,12 @@ def gallery_html(groups: Sequence[GalleryGroup], *, classes: Sequence[str] = ())
                 + _tile(
                     png_data_uri(ex.adversarial),
                     f"adversarial input #{ex.example}",
-                    f'adversarial: predicted <b>{esc(adv_pred)}</b> <span class="verdict {verdict.split()[0]}">{verdict}</span>',
+                    f'adversarial: predicted <b>{esc(adv_pred)}</b> <span class="verdict {kind.split()[0]}">{kind}</span>',
                 )
                 + _tile(
                     png_data_uri(image),
                     f"perturbation of #{ex.example}",
-                    f"perturbation &times;{magnification:.3g} (max |&delta;| {largest:.3g})",
+                    f"perturbation &times;{magnification:.3g} (max |&delta;| {largest:.3g})" if largest else "no perturbation",
                     css=" delta",
                 )
                 + "</div>"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tabulate import tabulate
+from reports.leaderboard import markdown_table
 
 
 def check_text(result: Any) -> str:
@@ -24,7 +24,7 @@ def check_text(result: Any) -> str:
         lines = [f"bench check FAILED: {', '.join(problems)} ({where}).", ""]
         if result.regressions:
             table = [[r.label, r.metric, r.baseline, r.now, r.allowed] for r in result.regressions]
-            lines += [tabulate(table, headers=["row", "metric", "baseline", "now", "allowed"], tablefmt="github", disable_numparse=True), ""]
+            lines += [markdown_table(table, ["row", "metric", "baseline", "now", "allowed"]), ""]
     if result.missing_rows:
         lines += ["Missing rows (in the baseline, not in this run):"] + [f"- {row}" for row in result.missing_rows] + [""]
     if result.new_flags:

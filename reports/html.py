@@ -6,7 +6,9 @@ tooltip; columns sort on the accuracy itself, ``data-value``), the worst
 case's rank and verdict where the track set them (ties and the verdict's
 details in the tooltip), flags as badges with their one-line explanation,
 the tracks' plots (robustness curves), the gallery of adversarial examples and the run's provenance at the foot. Every
-stored job appears as one table cell carrying its key (``data-key``).
+stored job appears as one table cell carrying its key (``data-key``), and the header counts the stored jobs as ``bench run``
+counts them. Every text is HTML-escaped (a model named ``<script>`` shows as text); the tables fit a 1,280 px window
+without scrolling sideways (``reports.html_assets``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reports.gallery import GalleryGroup, gallery_html
+from reports.html_assets import CSS, JS
 from reports.leaderboard import (
     NORM_TITLES,
     TIE_TEST,
@@ -29,97 +32,13 @@ from reports.leaderboard import (
     interval,
     percent,
     sections,
+    training_recipes,
     used_flags,
     verdict,
 )
 from reports.plots import Plot, slug, to_svg
 
-_CSS = """
-:root { --fg: #1d2330; --muted: #5b6475; --line: #d9dee7; --head: #f3f5f9; --accent: #2454c5; --warn: #9a5b00; --warn-bg: #fff2d6;
-        --bad: #a3202a; --bad-bg: #fde4e6; --ok: #1d6b36; --ok-bg: #e1f5e8; }
-* { box-sizing: border-box; }
-body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg); margin: 0; background: #fff; }
-header, main, footer { max-width: 1960px; margin: 0 auto; padding: 0 24px; }
-header { padding-top: 24px; }
-h1 { font-size: 26px; margin: 0 0 4px; }
-h2 { font-size: 20px; margin: 32px 0 8px; border-bottom: 1px solid var(--line); padding-bottom: 4px; }
-h3 { font-size: 16px; margin: 20px 0 8px; }
-nav a { margin-right: 16px; color: var(--accent); text-decoration: none; }
-.muted, .note { color: var(--muted); }
-.note { font-size: 13px; }
-table { border-collapse: collapse; width: 100%; margin: 4px 0 8px; font-variant-numeric: tabular-nums; }
-th, td { padding: 5px 10px; border-bottom: 1px solid var(--line); text-align: left; white-space: nowrap; }
-td.num, th.num { text-align: right; }
-td.flags { white-space: normal; min-width: 240px; }
-td.judged { white-space: normal; min-width: 300px; font-size: 13px; cursor: help; }
-.scroll { overflow-x: auto; }
-td.worst { font-weight: 600; background: #f7f9fd; }
-.ci { color: var(--muted); font-size: 12px; font-weight: normal; }
-td.judged { white-space: normal; min-width: 160px; }
-thead th { background: var(--head); position: sticky; top: 0; cursor: pointer; user-select: none; }
-th button { all: unset; cursor: pointer; font-weight: 600; }
-th button:focus-visible { outline: 2px solid var(--accent); }
-th[aria-sort="ascending"] button::after { content: " \\25B2"; font-size: 10px; }
-th[aria-sort="descending"] button::after { content: " \\25BC"; font-size: 10px; }
-tbody tr:hover { background: #fafbfd; }
-.badge { display: inline-block; padding: 1px 7px; margin: 1px 2px; border-radius: 10px; font-size: 12px; background: var(--warn-bg); color: var(--warn);
-         border: 1px solid #f0d9a8; cursor: help; }
-.badge.status-invalid { background: var(--bad-bg); color: var(--bad); border-color: #f3b9bf; }
-.badge.status-failed { background: #eceef2; color: #4a5263; border-color: #d3d7df; }
-dl.flags { display: grid; grid-template-columns: max-content 1fr; gap: 4px 12px; }
-dl.flags dd { margin: 0; }
-.curves { display: flex; flex-wrap: wrap; gap: 16px; }
-.curves figure { margin: 0; flex: 1 1 480px; }
-.curves img { width: 100%; height: auto; border: 1px solid var(--line); border-radius: 6px; }
-figcaption { font-size: 13px; color: var(--muted); }
-.gallery-group { border: 1px solid var(--line); border-radius: 8px; padding: 4px 12px 8px; margin: 12px 0; }
-.gallery-group h3 { margin: 8px 0; }
-.example { display: flex; gap: 12px; align-items: flex-start; margin: 6px 0; flex-wrap: wrap; }
-.tile { margin: 0; width: 150px; }
-.tile img { width: 96px; height: 96px; image-rendering: pixelated; border: 1px solid var(--line); display: block; }
-.verdict { font-size: 11px; padding: 0 5px; border-radius: 8px; }
-.verdict.fooled { background: var(--bad-bg); color: var(--bad); }
-.verdict.held { background: var(--ok-bg); color: var(--ok); }
-.verdict.wrong { background: #eceef2; color: #4a5263; }
-.gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(520px, 1fr)); gap: 0 16px; }
-footer { margin-top: 32px; padding-bottom: 32px; font-size: 13px; }
-footer dl { display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px; }
-footer dd { margin: 0; }
-pre { background: var(--head); padding: 10px; border-radius: 6px; overflow-x: auto; font-size: 12px; }
-"""
-
-_JS = """
-(function () {
-  "use strict";
-  function sortTable(table, th, column) {
-    var numeric = th.dataset.type === "number";
-    var current = th.getAttribute("aria-sort");
-    var direction = current === "descending" ? "ascending" : current === "ascending" ? "descending" : numeric ? "descending" : "ascending";
-    table.querySelectorAll("thead th").forEach(function (other) { other.setAttribute("aria-sort", "none"); });
-    th.setAttribute("aria-sort", direction);
-    var sign = direction === "ascending" ? 1 : -1;
-    var body = table.tBodies[0];
-    var key = function (row) {
-      var cell = row.cells[column];
-      if (!numeric) { return cell.textContent.trim(); }
-      var value = cell.dataset.value;
-      return value === undefined || value === "" ? null : Number(value);
-    };
-    var rows = Array.prototype.slice.call(body.rows).map(function (row, index) { return { row: row, key: key(row), index: index }; });
-    rows.sort(function (a, b) {
-      if (a.key === null || b.key === null) { return a.key === b.key ? a.index - b.index : a.key === null ? 1 : -1; }
-      var order = numeric ? a.key - b.key : a.key.localeCompare(b.key, undefined, { numeric: true });
-      return order === 0 ? a.index - b.index : sign * order;
-    });
-    rows.forEach(function (item) { body.appendChild(item.row); });
-  }
-  document.querySelectorAll("table.sortable").forEach(function (table) {
-    table.querySelectorAll("thead th").forEach(function (th, column) {
-      th.addEventListener("click", function () { sortTable(table, th, column); });  // the button inside keeps it keyboard-reachable
-    });
-  });
-})();
-"""
+_STATUS_ORDER = {"ok": 0, "invalid": 1, "failed": 2}
 
 
 def _badge(flag: str, explanations: Mapping[str, str], *, css: str = "") -> str:
@@ -210,7 +129,7 @@ def _tables(cells: Sequence[Mapping[str, Any]], *, worst_case: str, explanations
             worst = row.by_attack.get(worst_case)
             body.append(
                 "<tr>"
-                + f"<td>{html.escape(row.model)}</td><td>{html.escape(row.defense)}</td>"
+                + f'<td class="label">{html.escape(row.model)}</td><td class="label">{html.escape(row.defense)}</td>'
                 + f'<td class="num" data-value="{_number(row.eps)}">{"" if row.eps is None else f"{row.eps:g}"}</td>'
                 + _clean_html(row)
                 + "".join(_cell_html(row.by_attack.get(a), explanations=explanations) for a in section.attacks)
@@ -310,6 +229,16 @@ def _provenance(provenance: Mapping[str, Any]) -> str:
     return f"<dl>{items}</dl>{spec_html}"
 
 
+def _job_count(cells: Sequence[Mapping[str, Any]], checks: Sequence[Mapping[str, Any]], stored_jobs: Sequence[str] | None) -> str:
+    """'14 jobs (13 ok, 1 failed)': the stored jobs by status, or, without them, the distinct jobs behind the cells and the checks."""
+    if stored_jobs is None:
+        keys = {k for c in cells for k in ([c["key"]] if c.get("key") else c.get("keys") or ())} | {c["key"] for c in checks if c.get("key")}
+        return f"{len(keys)} jobs"
+    statuses = sorted(set(stored_jobs), key=lambda s: (_STATUS_ORDER.get(s, len(_STATUS_ORDER)), s))
+    breakdown = ", ".join(f"{list(stored_jobs).count(s)} {s}" for s in statuses)
+    return f"{len(stored_jobs)} jobs" + (f" ({breakdown})" if breakdown else "")
+
+
 def leaderboard_html(
     cells: Sequence[Mapping[str, Any]],
     *,
@@ -322,19 +251,25 @@ def leaderboard_html(
     checks: Sequence[Mapping[str, Any]] = (),
     tables: Sequence[Table] | None = None,
     plots_title: str = "Robustness curves",
+    stored_jobs: Sequence[str] | None = None,
 ) -> str:
-    """The whole page as one string; ``checks`` are stored jobs that are not leaderboard cells (sanity checks, certification)."""
+    """The whole page as one string; ``checks`` are stored jobs that are not leaderboard cells (sanity checks, certification).
+
+    ``stored_jobs``: the status of every job in the store, which the header counts as ``bench run`` does
+    (its ``N jobs: ...`` line); without it, the jobs the cells were rendered from and ``checks``.
+    """
     provenance = provenance or {}
     track = cells[0]["track"] if cells else provenance.get("track", "")
     title = f"Leaderboard: {track} track" if track else "Leaderboard"
-    jobs = len({k for c in cells for k in ([c["key"]] if c.get("key") else c.get("keys") or ())})
-    summary = f"{jobs} jobs" + (f", finished {provenance['finished_at']}" if provenance.get("finished_at") else "")
+    summary = _job_count(cells, checks, stored_jobs) + (f", finished {provenance['finished_at']}" if provenance.get("finished_at") else "")
     if cells:
         if tables is not None:
             leaderboard = _own_tables(tables) + '\n<p class="note">Click a column header to sort.</p>\n'
         else:
             leaderboard = _tables(cells, worst_case=worst_case, explanations=explanations)
             leaderboard += f'\n<p class="note">{html.escape(footnote(cells))} Click a column header to sort.</p>\n'
+            recipes = "; ".join(f"<b>{html.escape(d)}</b>: {html.escape(r)}" for d, r in training_recipes(cells))
+            leaderboard += f'<p class="note">Training-time defenses were trained here with: {recipes}.</p>\n' if recipes else ""
         leaderboard += _flags_and_failures(cells, explanations=explanations)
         leaderboard += _checks(checks, explanations=explanations)
     else:
@@ -346,7 +281,7 @@ def leaderboard_html(
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="generator" content="frontier-bench">
 <title>{html.escape(title)}</title>
-<style>{_CSS}</style>
+<style>{CSS}</style>
 </head>
 <body>
 <header>
@@ -374,7 +309,7 @@ def leaderboard_html(
 <h2>Provenance</h2>
 {_provenance(provenance)}
 </footer>
-<script>{_JS}</script>
+<script>{JS}</script>
 </body>
 </html>
 """

@@ -1,4 +1,4 @@
-"""Leaderboard tables from cells (one dict per leaderboard cell): markdown, JSON, CSV.
+"""Leaderboard tables from cells (one dict per leaderboard cell) and their markdown (JSON: ``json_export``, CSV: ``csv_export``).
 
 The grouping into sections and rows (``sections``) is shared with the LaTeX
 and HTML renderers. A section's attack columns come in run order: each row's
@@ -8,22 +8,21 @@ left to right as its attacks ran.
 Every accuracy with an ``n`` carries its 95 % Wilson interval (``interval``):
 shown as ``58.3 [53–63]`` (the interval rounded outward to whole percent, so
 it is never narrower than the real one), in JSON as ``clean_interval`` and
-``robust_interval`` lists ``[low, high]`` of fractions, in CSV as one column
-each, ``low;high`` (empty without one). Worst-case cells ranked by
+``robust_interval`` lists ``[low, high]`` of fractions, in CSV as columns
+``clean_accuracy_low`` ... ``robust_accuracy_high``. Worst-case cells ranked by
 ``bench.tracks.adversarial.ranking`` (``rank``, ``rank_of``, ``tied_with``)
 and judged (``verdict``, ``verdict_details``) add a ``rank`` and a
 ``verdict`` column to their section; rows that share a letter in ``rank``
 are not significantly different.
 
 Numbers stay numbers in JSON and CSV; percentages and eps formats are
-display only.
+display only. Every text the markdown shows is escaped (``reports.escaping``):
+a ``|`` in a label never moves a cell into the next column, and raw HTML in a
+label is shown as text, never rendered.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -32,27 +31,9 @@ from typing import Any
 from tabulate import tabulate
 
 from bench.stats import wilson
+from reports.escaping import markdown_cell, markdown_text
 from reports.ordering import cascade_order, tie_groups, tie_letters
 
-JSON_FIELDS = (
-    "track",
-    "model",
-    "defense",
-    "attack",
-    "dataset",
-    "norm",
-    "eps",
-    "n",
-    "clean_accuracy",
-    "robust_accuracy",
-    "flags",
-    "seconds",
-    "status",
-    "error",
-    "metrics",
-    "clean_interval",  # after the fields CSV readers already index by position
-    "robust_interval",
-)
 NORM_TITLES = {"linf": "Linf", "l2": "L2"}
 
 
@@ -142,8 +123,14 @@ class Table:
     note: str = ""
 
     def markdown(self) -> str:
-        table = tabulate([list(r) for r in self.rows], headers=list(self.headers), tablefmt="github", disable_numparse=True)
-        return f"## {self.title}\n\n{table}\n" + (f"\n{self.note}\n" if self.note else "")
+        table = markdown_table(self.rows, self.headers)
+        return f"## {markdown_text(self.title)}\n\n{table}\n" + (f"\n{markdown_text(self.note)}\n" if self.note else "")
+
+
+def markdown_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    """A GitHub markdown table, every header and cell escaped (``markdown_cell``), so each row keeps its columns."""
+    escaped = [[markdown_cell(c) for c in row] for row in rows]
+    return tabulate(escaped, headers=[markdown_cell(h) for h in headers], tablefmt="github", disable_numparse=True)
 
 
 def tables_markdown(tables: Sequence[Table], *, title: str = "Leaderboard") -> str:
@@ -284,18 +271,24 @@ def table_rows(section: Section, *, worst_case: str, dash: str = "–") -> tuple
     return headers, table
 
 
+def training_recipes(cells: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """(defense, how it trained its model) for each training-time defense in the cells, in order (its eps, steps, epochs, ...)."""
+    found = {str(c["defense"]): str(c["training"]) for c in cells if c.get("training")}
+    return list(found.items())
+
+
 def robustness_markdown(cells: Sequence[Mapping[str, Any]], *, worst_case: str, explanations: Mapping[str, str]) -> str:
     """One table per dataset and norm: a row per model x defense x eps, a column per attack, then the worst case."""
     if not cells:
         return "# Leaderboard\n\nNo results yet.\n"
     track = cells[0]["track"]
-    lines = [f"# Leaderboard: {track} track", ""]
+    lines = [f"# Leaderboard: {markdown_text(track)} track", ""]
     for section in sections(cells, worst_case=worst_case):
         headers, table = table_rows(section, worst_case=worst_case)
         lines += [
-            f"## {section.title} (robust accuracy, %)",
+            f"## {markdown_text(section.title)} (robust accuracy, %)",
             "",
-            tabulate(table, headers=headers, tablefmt="github", disable_numparse=True),
+            markdown_table(table, headers),
             "",
         ]
     if any((c.get("metrics") or {}).get("cascade") for c in cells):
@@ -304,59 +297,27 @@ def robustness_markdown(cells: Sequence[Mapping[str, Any]], *, worst_case: str, 
             "so each column is the robust accuracy after that attack and all before it; the worst case is per example.",
             "",
         ]
+    recipes = training_recipes(cells)
+    if recipes:
+        lines += ["Training-time defenses were trained here with: " + "; ".join(f"**{markdown_text(d)}**: {markdown_text(r)}" for d, r in recipes) + ".", ""]
     averaged = [c for c in cells if "transform_averaged_accuracy" in (c.get("metrics") or {}) and c["status"] == "ok"]
     if averaged:
         rows = [[c["model"], c["defense"], c["attack"], NORM_TITLES.get(c["norm"], c["norm"]), f"{c['eps']:g}", _value(c),
                  percent(c["metrics"]["transform_averaged_accuracy"])] for c in averaged]  # fmt: skip
         headers = ["model", "defense", "attack", "norm", "eps", "robust %", "transform-averaged %"]
-        lines += ["## Transform-averaged accuracy (EOT)", "", tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
+        lines += ["## Transform-averaged accuracy (EOT)", "", markdown_table(rows, headers), ""]
     checked = [(model, defense, NORM_TITLES.get(norm, norm), ", ".join(flags) or "none") for model, defense, norm, flags in model_checks(cells)]
     if any(flags != "none" for *_, flags in checked):
         headers = ["model", "defense", "norm", "flags"]
         lines += ["## Model checks (once per model x defense x norm, not repeated on its rows)", ""]
-        lines += [tabulate(checked, headers=headers, tablefmt="github", disable_numparse=True), ""]
+        lines += [markdown_table(checked, headers), ""]
     used = used_flags(cells)
     if used:
-        lines += ["## Flags", ""] + [f"- `{f}`: {explanations.get(f, '')}" for f in used] + [""]
+        lines += ["## Flags", ""] + [f"- `{f}`: {markdown_text(explanations.get(f, ''))}" for f in used] + [""]
     failed = failed_cells(cells)
     if failed:
         lines += ["## Failed jobs", ""]
-        lines += [f"- {cell_title(c)}: {c['error']}" for c in failed]
+        lines += [f"- {markdown_text(cell_title(c))}: {markdown_text(c['error'])}" for c in failed]
         lines.append("")
-    lines.append(footnote(cells))
+    lines.append(markdown_text(footnote(cells)))
     return "\n".join(lines) + "\n"
-
-
-_INTERNAL = ("key", "keys", "params")  # cell fields that are bookkeeping, not results
-
-
-def fields(cells: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
-    """JSON_FIELDS, then any field a track's cells add (the uncertainty track's ``estimator``, ``seeds``), in first-seen order."""
-    extra = dict.fromkeys(k for cell in cells for k in cell if k not in JSON_FIELDS and k not in _INTERNAL)
-    return (*JSON_FIELDS, *extra)
-
-
-def _with_intervals(cell: Mapping[str, Any]) -> dict[str, Any]:
-    """The cell with ``clean_interval`` and ``robust_interval`` as [low, high] (None without one)."""
-    found = {name: interval(cell, field) for field, name in INTERVALS.items()}
-    return {**cell, **{name: None if value is None else list(value) for name, value in found.items()}}
-
-
-def to_json(cells: Sequence[Mapping[str, Any]]) -> str:
-    names = fields(cells)
-    return json.dumps([{k: full.get(k) for k in names} for full in map(_with_intervals, cells)], indent=2)
-
-
-def to_csv(cells: Sequence[Mapping[str, Any]]) -> str:
-    buffer = io.StringIO()
-    names = fields(cells)
-    writer = csv.DictWriter(buffer, fieldnames=names, lineterminator="\n")
-    writer.writeheader()
-    for cell in map(_with_intervals, cells):
-        row = {k: cell.get(k) if not isinstance(cell.get(k), list | dict) or k in ("flags", "metrics") else json.dumps(cell.get(k)) for k in names}
-        row["flags"] = ";".join(cell["flags"])
-        row["metrics"] = json.dumps(cell.get("metrics") or {}, sort_keys=True)
-        for name in INTERVALS.values():
-            row[name] = "" if cell[name] is None else ";".join(repr(v) for v in cell[name])
-        writer.writerow(row)
-    return buffer.getvalue()

@@ -3,6 +3,9 @@
 Figures are built on ``matplotlib.figure.Figure`` directly (no pyplot, no
 global figure state, no display needed) and written as SVG for the HTML page
 or PDF for a LaTeX report. Output is reproducible: fixed SVG ids, no dates.
+Legends sit outside the axes (right of them), so they never cover a curve;
+every file is saved with ``bbox_inches="tight"``, so nothing is cut off.
+User-chosen text (model names) is shown as it is, never read as mathtext.
 """
 
 from __future__ import annotations
@@ -26,6 +29,19 @@ class Plot:
     name: str
     title: str
     figure: Any  # matplotlib.figure.Figure
+
+
+def plain(text: object) -> str:
+    """Text matplotlib shows as it is: a ``$`` escaped (no mathtext), a leading ``_`` kept (legends skip such labels)."""
+    shown = str(text).replace("$", r"\$")
+    return "\u200a" + shown if shown.startswith("_") else shown
+
+
+def legend_outside(figure: Any, axes: Any, **options: Any) -> None:
+    """The axes' legend to the right of the plot (constrained layout makes room for it), never over a curve."""
+    handles, labels = axes.get_legend_handles_labels()
+    if handles:
+        figure.legend(handles, labels, loc="outside right upper", frameon=False, **options)
 
 
 def slug(text: str) -> str:
@@ -55,20 +71,20 @@ def robustness_curves(cells: Sequence[Mapping[str, Any]], *, worst_case: str) ->
             continue
         norm = NORM_TITLES.get(section.norm, section.norm or "")
         with matplotlib.rc_context(_STYLE):
-            figure = Figure(figsize=(6.4, 4.0), layout="constrained")
+            figure = Figure(figsize=(7.2, 4.0), layout="constrained")
             axes = figure.add_subplot()
             single_defense = len({defense for _, defense in lines}) == 1
             for (model, defense), points in lines.items():
                 points.sort()
                 label = model if single_defense else f"{model} + {defense}"
-                axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=4, linewidth=1.6, label=label)
+                axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=4, linewidth=1.6, label=plain(label))
             axes.set_xlabel(f"eps ({norm})")
             axes.set_ylabel("robust accuracy, worst case over attacks (%)")
             axes.set_ylim(-2, 102)
             axes.set_xlim(left=0)
             axes.grid(True, alpha=0.3)
-            axes.set_title(f"{section.dataset}, {norm}")
-            axes.legend(frameon=False)
+            axes.set_title(plain(f"{section.dataset}, {norm}"))
+            legend_outside(figure, axes)
         plots.append(Plot(f"robustness-{slug(section.dataset)}-{slug(norm)}", f"Robustness curve: {section.dataset}, {norm}", figure))
     return plots
 
@@ -79,7 +95,7 @@ def to_svg(plot: Plot) -> str:
 
     buffer = io.StringIO()
     with matplotlib.rc_context(_STYLE):
-        plot.figure.savefig(buffer, format="svg", metadata={"Date": None})
+        plot.figure.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
     return buffer.getvalue()
 
 
@@ -90,7 +106,7 @@ def save_pdf(plot: Plot, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{plot.name}.pdf"
     with matplotlib.rc_context({**_STYLE, "pdf.fonttype": 42}):
-        plot.figure.savefig(path, format="pdf", metadata={"CreationDate": None})
+        plot.figure.savefig(path, format="pdf", metadata={"CreationDate": None}, bbox_inches="tight")
     return path
 
 
@@ -101,5 +117,5 @@ def save_png(plot: Plot, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{plot.name}.png"
     with matplotlib.rc_context(_STYLE):
-        plot.figure.savefig(path, format="png", dpi=110, metadata={"Software": None})
+        plot.figure.savefig(path, format="png", dpi=110, metadata={"Software": None}, bbox_inches="tight")
     return path

@@ -13,6 +13,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from reports.escaping import markdown_text
 from reports.leaderboard import Table
 
 SUMMARY = ("accuracy", "nll", "brier", "ece", "aurc")
@@ -207,14 +208,14 @@ def orderings(cells: Sequence[Mapping[str, Any]]) -> list[str]:
 def uncertainty_markdown(cells: Sequence[Mapping[str, Any]]) -> str:
     if not cells:
         return "# Leaderboard\n\nNo results yet.\n"
-    lines = [f"# Leaderboard: {cells[0]['track']} track", ""]
+    lines = [f"# Leaderboard: {markdown_text(cells[0]['track'])} track", ""]
     for table in uncertainty_tables(cells):
         lines += [table.markdown()]
     found = orderings(cells)
     if found:
-        lines += ["## Ovadia et al. (2019) orderings on these numbers", "", *found, ""]
+        lines += ["## Ovadia et al. (2019) orderings on these numbers", "", *map(markdown_text, found), ""]
     failed = [c for c in cells if c["status"] == "failed"]
     if failed:
-        lines += ["## Failed jobs", "", *(f"- {c['model']} / {c['estimator']}: {c['error']}" for c in failed), ""]
+        lines += ["## Failed jobs", "", *(markdown_text(f"- {c['model']} / {c['estimator']}: {c['error']}") for c in failed), ""]
     lines.append("Reliability diagrams: reliability-*.png in the run folder; metric-against-shift plots in leaderboard.html.")
     return "\n".join(lines) + "\n"

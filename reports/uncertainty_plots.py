@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from reports.plots import _STYLE, Plot, slug
+from reports.plots import _STYLE, Plot, legend_outside, plain, slug
 from reports.uncertainty import SHIFT_METRICS, TITLES
 
 
@@ -23,7 +23,7 @@ def reliability_diagrams(cells: Sequence[Mapping[str, Any]]) -> list[Plot]:
         width = 1 / (len(count) - 1)  # the last bin holds confidence exactly 1
         filled = [i for i, c in enumerate(count) if c > 0]
         with matplotlib.rc_context(_STYLE):
-            figure = Figure(figsize=(4.2, 4.2), layout="constrained")
+            figure = Figure(figsize=(6.2, 4.2), layout="constrained")
             axes = figure.add_subplot()
             lefts = [min(i * width, 1 - width) for i in filled]
             axes.bar(lefts, [correct[i] / count[i] for i in filled], width=width, align="edge", edgecolor="#1d2330", color="#7aa2e3", label="accuracy")
@@ -41,8 +41,8 @@ def reliability_diagrams(cells: Sequence[Mapping[str, Any]]) -> list[Plot]:
             axes.set_xlabel("confidence (max probability)")
             axes.set_ylabel("accuracy")
             ece = cell["metrics"].get("ece")
-            axes.set_title(f"{cell['estimator']} on {cell['dataset']}" + (f", ECE {100 * ece:.1f}%" if ece is not None else ""), fontsize=10)
-            axes.legend(frameon=False, loc="upper left", fontsize=8)
+            axes.set_title(plain(f"{cell['estimator']} on {cell['dataset']}" + (f", ECE {100 * ece:.1f}%" if ece is not None else "")), fontsize=10)
+            legend_outside(figure, axes, fontsize=8)
         name = f"reliability-{slug(cell['dataset'])}-{slug(cell['model'])}-{slug(cell['estimator'])}"
         plots.append(Plot(name, f"Reliability diagram: {cell['model']} / {cell['estimator']} on {cell['dataset']}", figure))
     return plots
@@ -61,7 +61,7 @@ def shift_curves(cells: Sequence[Mapping[str, Any]]) -> list[Plot]:
             lines = [c for c in members if shift in c["metrics"]["shift"]]
             single_model = len({c["model"] for c in lines}) == 1
             with matplotlib.rc_context(_STYLE):
-                figure = Figure(figsize=(9.0, 6.0), layout="constrained")
+                figure = Figure(figsize=(10.5, 6.0), layout="constrained")
                 for index, metric in enumerate(SHIFT_METRICS):
                     axes = figure.add_subplot(2, 2, index + 1)
                     scale = 100 if metric in ("accuracy", "ece") else 1
@@ -70,13 +70,13 @@ def shift_curves(cells: Sequence[Mapping[str, Any]]) -> list[Plot]:
                         levels = [0.0] + [e["level"] for e in entries]
                         means = [scale * cell["metrics"][metric]] + [scale * e[metric] for e in entries]
                         stds = [scale * cell["metrics"]["std"].get(metric, 0.0)] + [scale * e[f"{metric}_std"] for e in entries]
-                        label = cell["estimator"] if single_model else f"{cell['model']} / {cell['estimator']}"
+                        label = plain(cell["estimator"] if single_model else f"{cell['model']} / {cell['estimator']}")
                         axes.errorbar(levels, means, yerr=stds, marker="o", markersize=3, linewidth=1.4, capsize=2, label=label)
                     axes.set_xlabel(f"{shift} level (0 = clean)")
                     axes.set_ylabel(TITLES[metric])
                     axes.grid(True, alpha=0.3)
                     if index == 0:
-                        axes.legend(frameon=False, fontsize=8)
-                figure.suptitle(f"{dataset}: metrics against shift '{shift}' (mean ± std over seeds)")
+                        legend_outside(figure, axes, fontsize=8)
+                figure.suptitle(plain(f"{dataset}: metrics against shift '{shift}' (mean ± std over seeds)"))
             plots.append(Plot(f"shift-{slug(dataset)}-{slug(shift)}", f"Dataset shift: {shift} on {dataset}", figure))
     return plots

@@ -46,7 +46,7 @@ def one_line_error(capsys) -> str:
 def report_json(run_dir, capsys) -> list[dict]:
     capsys.readouterr()
     assert main(["report", str(run_dir), "--format", "json"]) == 0
-    return json.loads(capsys.readouterr().out)
+    return json.loads(capsys.readouterr().out)["cells"]
 
 
 def test_run_writes_store_and_leaderboard_and_reports_json(spec_file, tmp_path, capsys):

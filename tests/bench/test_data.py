@@ -236,7 +236,7 @@ def test_cli_run_and_report_on_a_local_mnist_folder(tmp_path, capsys):
     assert (run_dir / "leaderboard.md").is_file() and (run_dir / "results.db").is_file()
 
     assert main(["report", str(run_dir), "--format", "json"]) == 0
-    cells = json.loads(capsys.readouterr().out)
+    cells = json.loads(capsys.readouterr().out)["cells"]
     assert cells, "the report has no rows"
     for cell in cells:
         assert cell["dataset"] == "mnist"

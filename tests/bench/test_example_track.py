@@ -109,7 +109,7 @@ def test_reports_render_the_tracks_cells(example_run, plugin_env):
     assert done.returncode == 0, done.stderr
     report = bench(plugin_env, "report", str(out), "--format", "json")
     assert report.returncode == 0, report.stderr
-    cells = json.loads(report.stdout)
+    cells = json.loads(report.stdout)["cells"]
     assert len(cells) == len(DEFAULT_DECAYS) + 1  # a cell per weight decay, the refined one included
     assert {c["track"] for c in cells} == {"example"} and all(c["status"] == "ok" and c["seeds"] == SEEDS for c in cells)
     assert all(0 <= c["metrics"]["test_accuracy"] <= 1 and c["metrics"]["train_loss"] > 0 for c in cells)

@@ -44,7 +44,7 @@ def finished_jobs(db: Path) -> int:
 def cells(run_dir: Path, capsys) -> list[dict]:
     capsys.readouterr()
     assert main(["report", str(run_dir), "--format", "json"]) == 0
-    return [{k: v for k, v in c.items() if k != "seconds"} for c in json.loads(capsys.readouterr().out)]
+    return [{k: v for k, v in c.items() if k != "seconds"} for c in json.loads(capsys.readouterr().out)["cells"]]
 
 
 @pytest.mark.slow

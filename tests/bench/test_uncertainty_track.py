@@ -72,7 +72,7 @@ def test_run_writes_store_leaderboard_and_reliability_diagrams(run_dir):
 def test_json_report_fields(run_dir, capsys):
     capsys.readouterr()
     assert main(["report", str(run_dir), "--format", "json"]) == 0
-    cells = json.loads(capsys.readouterr().out)
+    cells = json.loads(capsys.readouterr().out)["cells"]
     assert [c["estimator"] for c in cells] == ["none", "mc-dropout(samples=4)", "ensemble(size=2)"]
     for cell in cells:
         assert cell["track"] == "uncertainty" and cell["seeds"] == [0, 1] and cell["status"] == "ok"

@@ -49,7 +49,7 @@ def cold_run(tmp_path, monkeypatch, capsys, executor: str, config: list[str]) ->
     seconds = time.perf_counter() - start
     capsys.readouterr()
     assert main(["report", str(out), "--format", "json"]) == 0
-    cells = [{k: v for k, v in c.items() if k != "seconds"} for c in json.loads(capsys.readouterr().out)]
+    cells = [{k: v for k, v in c.items() if k != "seconds"} for c in json.loads(capsys.readouterr().out)["cells"]]
     return seconds, cells
 
 

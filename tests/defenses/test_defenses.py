@@ -27,7 +27,7 @@ def one_line_error(capsys) -> str:
 def report(out, capsys) -> list[dict]:
     capsys.readouterr()
     assert main(["report", str(out), "--format", "json"]) == 0
-    return json.loads(capsys.readouterr().out)
+    return json.loads(capsys.readouterr().out)["cells"]
 
 
 def test_every_defense_declares_its_properties():

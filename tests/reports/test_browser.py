@@ -134,3 +134,55 @@ def test_rank_and_accuracy_columns_sort_on_their_numbers_not_their_text(browser,
     page.locator("#table-digits-linf th", has_text="worst case %").click()
     assert [float(v) for v in column(page, "table-digits-linf", "worst case %")] == [0.6, 0.55, 0.5, 0.5, 0.5, 0.2, 0.1]
     page.close()
+
+
+FITS = """() => {
+    /* Every leaderboard table within its container and the page, and every badge within its cell: [what, by how many px] for each that is not. */
+    const problems = [];
+    const page = document.documentElement;
+    if (page.scrollWidth > page.clientWidth) { problems.push(["page", page.scrollWidth - page.clientWidth]); }
+    document.querySelectorAll("#leaderboard table").forEach((table, i) => {
+        const name = table.id || table.className || `table ${i}`;
+        const container = table.parentElement;
+        if (table.scrollWidth > container.clientWidth) { problems.push([`${name} in its container`, table.scrollWidth - container.clientWidth]); }
+        const right = table.getBoundingClientRect().right;
+        if (right > page.clientWidth) { problems.push([`${name} on the page`, right - page.clientWidth]); }
+        table.querySelectorAll("td, th").forEach(cell => {
+            const over = cell.scrollWidth - cell.clientWidth;
+            if (over > 0) { problems.push([`${name}: a cell overflows (${cell.textContent.slice(0, 40)})`, over]); }
+        });
+    });
+    document.querySelectorAll("#leaderboard .badge").forEach(badge => {
+        const own = badge.getBoundingClientRect(), cell = badge.closest("td, dt, dd") || badge.parentElement;
+        const box = cell.getBoundingClientRect();
+        if (badge.scrollWidth > badge.clientWidth || own.left < box.left - 0.5 || own.right > box.right + 0.5) {
+            problems.push([`badge ${badge.textContent} clipped`, Math.max(badge.scrollWidth - badge.clientWidth, own.right - box.right, box.left - own.left)]);
+        }
+    });
+    return problems;
+}"""
+
+
+def test_the_run_page_fits_1280_px_without_horizontal_overflow(browser_page):
+    page, _ = browser_page
+    assert page.viewport_size["width"] == 1280
+    assert page.evaluate(FITS) == []
+
+
+def test_the_widest_leaderboard_fits_1280_px_and_no_badge_is_clipped(browser, tmp_path):
+    """Six attacks in a cascade, rank, a long verdict, five long flags and a hostile model name: still no horizontal scroll at 1280 px."""
+    from bench.tracks.adversarial.flags import FLAGS as EXPLANATIONS
+    from reports.html import leaderboard_html
+    from tests.reports.test_leaderboard import HOSTILE, wide_cells
+
+    measured = {f"long_measurement_name_{i}": 0.123 * i for i in range(12)}
+    checks = [{"key": "c1", "model": HOSTILE, "defense": "none", "attack": "sanity-checks", "norm": "linf", "status": "ok", "flags": [], "metrics": measured}]
+    checks[0]["flags"] = ["outputs-probabilities", "randomness-undeclared"]
+    (tmp_path / "page.html").write_text(leaderboard_html(wide_cells(), worst_case="worst-case", explanations=EXPLANATIONS, checks=checks))
+    page = browser.new_page()
+    page.goto((tmp_path / "page.html").as_uri(), wait_until="load")
+    assert page.viewport_size["width"] == 1280
+    assert page.locator("#table-digits-linf thead th").count() == 14
+    assert page.evaluate(FITS) == []
+    assert page.evaluate("() => Array.from(document.querySelectorAll('script')).every(s => !s.textContent.includes('alert(1)'))")
+    page.close()

@@ -1,16 +1,17 @@
-"""leaderboard.html without a browser: self-contained, every stored job shown, flags explained, plots and gallery embedded."""
+"""leaderboard.html without a browser: self-contained, every stored job shown and counted, flags explained, plots and gallery embedded."""
 
 from __future__ import annotations
 
 import base64
 import re
+import shutil
 import sqlite3
 
 import numpy as np
 
 from bench.tracks.adversarial.flags import FLAGS
 from bench.tracks.adversarial.gallery import Example
-from reports.gallery import GalleryGroup, perturbation
+from reports.gallery import GalleryGroup, gallery_html, perturbation, shown
 from reports.html import leaderboard_html
 from tests.reports.test_leaderboard import CELLS, ranked_cells
 
@@ -91,7 +92,46 @@ def test_rank_and_verdict_columns_carry_their_details_in_the_tooltip():
     assert "rank 2 of 4 at eps 0.1" in rank.group(1)
     assert "not significantly different (exact McNemar on the same points, p ≥ 0.05) from: x / a, x / c" in rank.group(1)
     assert '<td class="judged" title="bpda broke 30 points more than pgd; gradient-masking">masked (worst case set by bpda)</td>' in page
-    unranked = page.split("<td>none</td>")[1].split("</tr>")[0]  # the row at eps 0.2: empty rank and verdict
+    unranked = page.split('<td class="label">none</td>')[1].split("</tr>")[0]  # the row at eps 0.2: empty rank and verdict
     assert '<td class="num" data-value=""></td><td class="judged"></td>' in unranked
     plain = leaderboard_html(CELLS, worst_case="worst-case", explanations=FLAGS)
     assert ">rank</button>" not in plain and ">verdict</button>" not in plain
+
+
+def test_the_header_counts_the_stored_jobs_as_bench_run_does(finished_run, tmp_path, tmp_path_factory, monkeypatch, capsys):
+    from bench.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    capsys.readouterr()
+    assert main(["run", "--config", str(finished_run.parent / "spec.toml"), "--out", str(run), "-q"]) == 0  # nothing left to run: reports again
+    printed = re.search(r"^(\d+) jobs: ", capsys.readouterr().err, re.MULTILINE)
+    header = re.search(r'<p class="muted">(\d+) jobs \((\d+) ok\)', (run / "leaderboard.html").read_text())
+    assert printed and header and int(header.group(1)) == int(printed.group(1)) == len(job_keys(run)) == int(header.group(2))
+
+
+def test_without_the_store_the_header_counts_the_jobs_behind_cells_and_checks():
+    cells = [dict(c, key=f"k{i}") if c["attack"] != "worst-case" else dict(c, key=None) for i, c in enumerate(CELLS)]
+    checks = [{"key": "c1", "model": "small-cnn", "defense": "none", "attack": "sanity-checks", "norm": "linf", "status": "ok", "flags": []}]
+    assert '<p class="muted">6 jobs</p>' in leaderboard_html(cells, worst_case="worst-case", explanations=FLAGS, checks=checks)
+    page = leaderboard_html(cells, worst_case="worst-case", explanations=FLAGS, stored_jobs=["ok", "failed", "ok", "invalid"])
+    assert '<p class="muted">4 jobs (2 ok, 1 invalid, 1 failed)</p>' in page
+
+
+def test_the_gallery_shows_broken_examples_first_and_drops_unperturbed_ones():
+    clean = np.full((1, 4, 4), 0.5, dtype=np.float32)
+    moved = clean.copy()
+    moved[0, 1, 1] += 0.1
+    stored = [Example(1, 3, 3, 3, clean, clean), Example(2, 4, 4, 4, clean, moved), Example(3, 5, 5, 1, clean, moved), Example(4, 6, 2, 2, clean, moved)]
+    assert [e.example for e in shown(stored)] == [3, 2, 4]  # fooled, held, wrong already; the unperturbed held one dropped
+    assert [e.example for e in shown([stored[0], stored[1]])] == [2, 1]  # none broken: the unperturbed one kept, last
+    fragment = gallery_html([GalleryGroup("m / none / pgd", stored)])
+    assert fragment.index("#3 clean") < fragment.index("#2 clean") < fragment.index("#4 clean") and "#1 clean" not in fragment
+
+
+def test_the_run_gallery_shows_fooled_examples_before_held_ones(finished_run):
+    page = (finished_run / "leaderboard.html").read_text()
+    for group in re.findall(r'<section class="gallery-group">(.*?)</section>', page, re.DOTALL):
+        verdicts = re.findall(r'<span class="verdict (\w+)">', group)
+        assert verdicts == sorted(verdicts, key=["fooled", "held", "wrong"].index), verdicts

@@ -1,4 +1,4 @@
-"""Rendering from cells: a golden markdown file, JSON that keeps numbers as numbers, CSV, intervals, ranks and verdicts, columns in run order."""
+"""Rendering from cells: a golden markdown file, escaped labels, standard JSON, flat CSV, intervals, ranks and verdicts, columns in run order."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from pathlib import Path
 
 from bench.stats import wilson
 from bench.tracks.adversarial.flags import FLAGS
+from reports.csv_export import to_csv
 from reports.html import leaderboard_html
+from reports.json_export import to_json
 from reports.latex import leaderboard_latex
-from reports.leaderboard import robustness_markdown, sections, to_csv, to_json
+from reports.leaderboard import robustness_markdown, sections
 from reports.ordering import cascade_order, tie_letters
 
 GOLDEN = Path(__file__).parent / "golden" / "leaderboard.md"
@@ -64,9 +66,9 @@ def test_invalid_and_failed_cells_never_show_a_number():
     assert "RuntimeError: out of memory" in text
 
 
-def test_json_keeps_numbers_as_numbers_and_csv_has_a_row_per_cell():
-    data = json.loads(to_json(CELLS))
-    assert data[0]["eps"] == 0.1 and data[0]["robust_accuracy"] == 0.6333333 and data[4]["robust_accuracy"] is None
+def test_json_keeps_numbers_as_numbers_rounded_and_csv_has_a_row_per_cell():
+    data = json.loads(to_json(CELLS))["cells"]
+    assert data[0]["eps"] == 0.1 and data[0]["robust_accuracy"] == 0.6333 and data[4]["robust_accuracy"] is None
     assert data[4]["flags"] == ["outside-threat-model"]
     lines = to_csv(CELLS).splitlines()
     assert len(lines) == 1 + len(CELLS)
@@ -75,16 +77,17 @@ def test_json_keeps_numbers_as_numbers_and_csv_has_a_row_per_cell():
 
 def test_every_accuracy_with_an_n_carries_its_wilson_interval():
     low, high = wilson(211, 360)  # pgd at eps 0.1: 58.6 % of 360 points
-    data = json.loads(to_json(CELLS))
-    assert data[1]["robust_interval"] == [low, high] and data[1]["clean_interval"] == list(wilson(351, 360))
+    data = json.loads(to_json(CELLS))["cells"]
+    assert data[1]["robust_interval"] == [round(low, 4), round(high, 4)] and data[1]["clean_interval"] == [round(v, 4) for v in wilson(351, 360)]
     assert data[4]["robust_interval"] is None  # invalid: no number, no interval
     rows = list(csv.DictReader(io.StringIO(to_csv(CELLS))))
-    assert rows[1]["robust_interval"] == f"{low!r};{high!r}" and rows[4]["robust_interval"] == ""
+    assert (rows[1]["robust_accuracy_low"], rows[1]["robust_accuracy_high"]) == (str(round(low, 4)), str(round(high, 4)))
+    assert rows[4]["robust_accuracy_low"] == rows[4]["robust_accuracy_high"] == ""
     text = robustness_markdown(CELLS, worst_case="worst-case", explanations=FLAGS)
     assert "| 58.6 [53–64] |" in text and "| 97.5 [95–99] |" in text  # rounded outward: 53.46 -> 53, 63.58 -> 64
     assert "95 % Wilson interval" in text
     latex = leaderboard_latex(CELLS, worst_case="worst-case", explanations=FLAGS)
-    assert " 58.6 [53--64] " in latex and "95 \\% Wilson interval" in latex
+    assert " \\fbaccuracy{58.6}{[53--64]} " in latex and "95 \\% Wilson interval" in latex
     page = leaderboard_html(CELLS, worst_case="worst-case", explanations=FLAGS)
     assert '>58.6 <span class="ci">[53–64]</span></td>' in page and "95 % interval 53.5–63.6 %" in page
 
@@ -110,7 +113,7 @@ def test_attack_columns_come_in_the_order_every_row_ran_them():
     assert "Attacks run as a cascade, left to right" in text
     latex = leaderboard_latex(cells, worst_case="worst-case", explanations=FLAGS)
     header = next(line for line in latex.splitlines() if line.strip().startswith("model"))
-    assert [h.strip() for h in header.rstrip("\\ ").split("&")][4:10] == [h.replace("%", "\\%") for h in headers]
+    assert [h.strip() for h in header.rstrip("\\ ").split("&")][4:10] == list(expected)  # short headers: the caption says they are %
     page = leaderboard_html(cells, worst_case="worst-case", explanations=FLAGS)
     positions = [page.index(f'<button type="button">{h}</button>') for h in headers]
     assert positions == sorted(positions)
@@ -159,3 +162,98 @@ def test_rank_and_verdict_columns_show_ties_as_shared_letters():
     assert "| rank" not in plain and "verdict" not in plain and "McNemar" not in plain  # other tracks and old runs: no empty columns
     latex = leaderboard_latex(ranked_cells(), worst_case="worst-case", explanations=FLAGS)
     assert " 2 ab " in latex and "masked (worst case set by bpda)" in latex and "p $\\geq$ 0.05" in latex
+
+
+HOSTILE = "my|model<script>alert(1)</script>"  # a user-chosen label with a cell separator and raw HTML
+
+
+def wide_cells():
+    """The widest table a run makes: six attacks in a cascade, rank and verdict, long flags, a hostile model name, an eps of 8/255."""
+    attacks = ("fgsm", "pgd", "apgd-ce", "apgd-dlr", "bpda", "square")
+    flags = ["single-step-beats-iterative", "black-box-beats-white-box", "wrong-shape-dtype-or-device", "not-converged"]
+    cells = []
+    for rank, (model, defense) in enumerate([(HOSTILE, "jpeg"), ("small-cnn", "randomized-smoothing"), ("a-rather-long-model-name-v2", "none")], 1):
+        row = [cell(model, a, "linf", 8 / 255, 0.5 - 0.05 * i, defense=defense, flags=flags if i == 5 else ()) for i, a in enumerate(attacks)]
+        worst = cell(model, "worst-case", "linf", 8 / 255, 0.2, defense=defense, flags=["worst-case-incomplete"])
+        worst.update(rank=rank, rank_of=3, tied_with=[], verdict="masked (worst case set by bpda, not pgd)", verdict_details=["gradient-masking"])
+        cells += [*row, worst]
+    for c in cells:
+        c["metrics"] = {"cascade": True}
+    return cells
+
+
+def columns_per_row(markdown: str) -> list[int]:
+    """The number of cells in each line of each markdown table (a '|' escaped as '\\|' does not separate cells)."""
+    import re
+
+    return [len(re.split(r"(?<!\\)\|", line.strip())) - 2 for line in markdown.splitlines() if line.startswith("|")]
+
+
+def test_a_label_with_a_pipe_or_html_keeps_every_markdown_row_in_its_columns():
+    cells = wide_cells()
+    cells[0]["error"], cells[0]["status"], cells[0]["robust_accuracy"] = "bad <b>input</b> | here", "failed", None
+    text = robustness_markdown(cells, worst_case="worst-case", explanations=FLAGS)
+    counts = columns_per_row(text)
+    assert counts and set(counts) == {len(sections(cells, worst_case="worst-case")[0].attacks) + 8}  # model ... worst case, rank, verdict, flags
+    assert "<script>" not in text and "<b>" not in text
+    assert "| my\\|model&lt;script&gt;alert(1)&lt;/script&gt; |" in text
+    assert "bad &lt;b&gt;input&lt;/b&gt; | here" in text  # outside a table a '|' needs no escape
+
+
+def test_a_label_with_html_never_reaches_the_page_unescaped():
+    page = leaderboard_html(wide_cells(), worst_case="worst-case", explanations=FLAGS)
+    assert "<script>alert(1)" not in page and "my|model&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_latex_escapes_every_special_character():
+    from reports.latex import escape
+
+    assert escape("a&b%c$d#e_f{g}h~i^j\\k|l<m>") == (
+        "a\\&b\\%c\\$d\\#e\\_f\\{g\\}h\\textasciitilde{}i\\textasciicircum{}j\\textbackslash{}k\\textbar{}l\\textless{}m\\textgreater{}"
+    )
+    text = leaderboard_latex(wide_cells(), worst_case="worst-case", explanations=FLAGS)
+    assert "my\\textbar{}model\\textless{}script\\textgreater{}alert(1)\\textless{}/script\\textgreater{}" in text
+    assert HOSTILE not in text
+
+
+def test_json_is_standard_json_with_provenance():
+    def refuse(constant):
+        raise ValueError(f"not standard JSON: {constant}")
+
+    cells = [dict(CELLS[0], seconds=float("nan"), metrics={"nll": float("inf"), "auroc": 0.912345678, "ok": True}), *CELLS[1:]]
+    cells[1]["eps"] = 8 / 255
+    provenance = {"frontier_bench_version": "0.1.0", "seed": 0, "spec_sha256": "ab" * 32, "versions": {"torch": "2.5"}, "device": "cpu"}
+    document = json.loads(to_json(cells, provenance=provenance), parse_constant=refuse)
+    assert document["format"] == "frontier-bench-leaderboard" and document["version"] == 1 and document["provenance"] == provenance
+    first = document["cells"][0]
+    assert first["seconds"] is None and first["metrics"] == {"nll": None, "auroc": 0.912346, "ok": True}
+    assert document["cells"][1]["eps"] == 0.0313725 and document["cells"][1]["robust_accuracy"] == 0.5861
+
+
+def test_every_csv_cell_is_a_plain_value():
+    cells = [dict(c, metrics={"transform_averaged_accuracy": 0.5, "std": {"nll": 0.1}, "shift": {"blur": [{"level": 1, "accuracy": 0.4}]}}) for c in CELLS]
+    cells[0].update(seeds=[0, 1], tied_with=["x / a", "x / c"])
+    rows = list(csv.reader(io.StringIO(to_csv(cells))))
+    header, body = rows[0], rows[1:]
+    assert len(body) == len(CELLS) and all(len(row) == len(header) for row in body)
+    assert not [v for row in rows for v in row if v.startswith(("{", "["))]
+    flattened = {"metrics.transform_averaged_accuracy", "metrics.std.nll", "metrics.shift.blur.0.accuracy", "robust_accuracy_low", "clean_accuracy_high"}
+    assert flattened <= set(header)
+    first = dict(zip(header, body[0], strict=True))
+    assert first["seeds"] == "0;1" and first["tied_with"] == "x / a;x / c" and first["metrics.transform_averaged_accuracy"] == "0.5"
+    assert "metrics" not in header and "robust_interval" not in header
+
+
+def test_the_leaderboard_states_how_training_time_defenses_were_trained():
+    from bench.tracks.adversarial.rows import WORST_CASE
+    from reports.leaderboard import robustness_markdown
+
+    recipe = "eps 0.1, norm linf, steps 7; 20 epochs, lr 0.001 (adam), batch 64"
+    base = {"track": "adversarial", "model": "small-cnn", "dataset": "digits", "norm": "linf", "eps": 0.1, "n": 100, "status": "ok", "flags": []}
+    cells = [
+        {**base, "defense": "pgd-at", "attack": "pgd", "clean_accuracy": 0.9, "robust_accuracy": 0.5, "training": recipe},
+        {**base, "defense": "jpeg", "attack": "pgd", "clean_accuracy": 0.9, "robust_accuracy": 0.1, "training": None},
+    ]
+    text = robustness_markdown(cells, worst_case=WORST_CASE, explanations={})
+    assert f"Training-time defenses were trained here with: **pgd-at**: {recipe}." in text
+    assert "**jpeg**" not in text

@@ -8,6 +8,7 @@ module in a worker whatever order they come in.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from torch import nn
@@ -20,6 +21,20 @@ from defenses import DEFENSES
 
 def defense(item: ComponentSpec) -> Any:
     return DEFENSES.create(item.name, **item.params)
+
+
+def training_recipe(spec: Any, item: ComponentSpec) -> str | None:
+    """How a training-time defense trained its model, for people: its settings and the spec's training (None: it trains nothing)."""
+    chosen = defense(item)
+    if not chosen.trains:
+        return None
+    settings = ", ".join(
+        f"{f.name} {getattr(chosen, f.name):g}" if isinstance(getattr(chosen, f.name), float) else f"{f.name} {getattr(chosen, f.name)}"
+        for f in dataclasses.fields(chosen)
+        if getattr(chosen, f.name) is not None
+    )
+    t = spec.training
+    return f"{settings}; {t.epochs} epochs, lr {t.lr:g} ({t.optimizer}), batch {t.batch_size}"
 
 
 def trained(spec: Any, model: ModelSpec, item: ComponentSpec | None, cache: Cache) -> TrainedModel:

@@ -64,9 +64,11 @@ def decode(blob: bytes) -> list[Example]:
 
 
 def pick(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, step: Any) -> list[Example]:
-    """A few points this attack ran on: the ones it broke first, then ones that held."""
-    broken, held = step.broken.nonzero().flatten(), (step.attacked & step.robust).nonzero().flatten()
-    chosen = sorted(torch.cat([broken, held])[:GALLERY_SIZE].tolist())
+    """A few points this attack ran on: the ones it broke first, then ones that held (perturbed ones before untouched ones)."""
+    moved = (step.x_adv != x).flatten(1).any(dim=1)
+    held = step.attacked & step.robust
+    broken, held_moved, held_still = step.broken.nonzero().flatten(), (held & moved).nonzero().flatten(), (held & ~moved).nonzero().flatten()
+    chosen = torch.cat([broken, held_moved, held_still])[:GALLERY_SIZE].tolist()  # broken first, then held points the attack did perturb
     if not chosen:
         return []
     index = torch.tensor(chosen, device=y.device)

@@ -101,6 +101,7 @@ def _cell(record: Record) -> dict[str, Any]:
         "params": record.params,
         "metrics": {k: v for k, v in record.metrics.items() if k not in CORE_METRICS and k not in SETTINGS},
         "draws": record.metrics.get("draws") or 1,
+        "training": record.provenance.get("training"),  # a training-time defense's recipe (None: standard training)
         "key": record.key,
     }
 
@@ -138,6 +139,7 @@ def _worst_case_cell(members: Sequence[Record], outcomes: Mapping[str, Sequence[
         "draws": max(int(r.metrics.get("draws") or 1) for r in members),
         "key": None,
         "model_flags": list(model_flags),
+        "training": first.provenance.get("training"),
         "verdict": said,
         "verdict_details": details,
     }

@@ -208,6 +208,13 @@ class AdversarialTrack(Track):
                     self._append(jobs, chain, AttackSpec(name, (eps,), {**params, "norm": norm}, label), norm, eps, True, base, common, owner)
 
     def run(self, task: Task, cache: Cache) -> JobResult:
+        result = self._run(task, cache)
+        recipe = defended.training_recipe(task.spec, task.job.payload["defense"])
+        if recipe:  # what the leaderboard says a training-time defense was trained with
+            result.provenance["training"] = recipe
+        return result
+
+    def _run(self, task: Task, cache: Cache) -> JobResult:
         job, spec = task.job, task.spec
         model, trained = defended.defended(spec, job.payload["model"], job.payload["defense"], cache)
         x, y = eval_set(spec, cache)

@@ -1,0 +1,47 @@
+"""Text made safe for the format it is written into: a markdown table cell, markdown text, LaTeX.
+
+Labels are user-chosen (a model named ``my|model<script>``), so every
+renderer escapes what it writes: in markdown a ``|`` would end a table cell
+early and shift the rest of the row into the wrong columns, and raw HTML would
+reach whoever renders the page; in LaTeX ``&``, ``_`` or ``%`` would break the
+table or the document. HTML pages use ``html.escape`` directly.
+"""
+
+from __future__ import annotations
+
+import html
+
+_LATEX = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "|": r"\textbar{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "–": "--",
+    "≥": r"$\geq$",
+    "±": r"$\pm$",
+    "×": r"$\times$",
+}
+
+
+def markdown_text(text: object) -> str:
+    """Running markdown text (a list item, a heading): ``<``, ``>`` and ``&`` as HTML entities, one line."""
+    return html.escape(" ".join(str(text).splitlines()), quote=False)
+
+
+def markdown_cell(text: object) -> str:
+    """A markdown table cell: ``markdown_text`` with ``|`` as ``\\|`` (and ``\\`` as ``\\\\``, so no escape is undone), so the cell never splits."""
+    return markdown_text(text).replace("\\", "\\\\").replace("|", "\\|")
+
+
+def latex(text: object) -> str:
+    """Text safe to place in LaTeX running text, a caption or a table cell (``|``, ``<`` and ``>`` included, which OT1 fonts misprint)."""
+    return "".join(_LATEX.get(c, c) for c in str(text))

@@ -57,7 +57,7 @@ def check(
     out = Path(out) if out is not None else check_dir(spec)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a folder")
-    summary = runner.run(spec, out, reporter=reporter)
+    summary = runner.run(spec, out, reporter=reporter, force=True)  # a reused --out keeps only jobs of the code and weights there now
     write_reports(out)
     run = load_run(out)
     result = compare(baseline, run.cells, tolerances, run.track, versions=run.meta.get("versions"))

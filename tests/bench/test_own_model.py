@@ -117,15 +117,19 @@ def test_new_checkpoint_contents_are_refused_never_mixed_and_a_moved_project_res
     assert "its checkpoint's contents changed" in error_line(capsys)
 
 
-def test_bench_check_measures_the_edited_model_and_fails(tmp_path, capsys):
+@pytest.mark.parametrize("out", [None, "ci-run"])
+def test_bench_check_measures_the_edited_model_and_fails(tmp_path, capsys, monkeypatch, out):
+    """In its default folder (keyed by the code) or in a reused --out (the old model's jobs dropped), the check measures the edit."""
+    monkeypatch.chdir(tmp_path)
     spec = project(tmp_path)
     assert run(spec, tmp_path / "base") == 0
     assert main(["baseline", str(tmp_path / "base"), "-o", str(tmp_path / "baseline.json")]) == 0
-    check = ["check", "--config", str(spec), "--baseline", str(tmp_path / "baseline.json"), "-q"]
-    (tmp_path / "mymodel.py").write_text(MODEL.replace("return self.body(x)", "return self.body(x * 0)"))
+    check = ["check", "--config", str(spec), "--baseline", str(tmp_path / "baseline.json"), "-q", *(["--out", out] if out else [])]
+    assert main(check) == 0
     capsys.readouterr()
-    assert main(check) == 1  # a fresh folder for the new code: nothing reused from a check of the old one
-    assert "0 reused" in capsys.readouterr().err
+    (tmp_path / "mymodel.py").write_text(MODEL.replace("return self.body(x)", "return self.body(x * 0)"))
+    assert main(check) == 1
+    assert "1 jobs ran, 0 reused" in capsys.readouterr().err
 
 
 BAD_MODELS = """

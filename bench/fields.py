@@ -271,7 +271,7 @@ def _model(item: Mapping[str, Any], path: str, base_dir: Path, registry: Any) ->
     _finite_numbers(params, path)
     try:
         target = locate(name, base_dir) if name not in registry else name
-        registry.check(target, params)
+        registry.check(target, params, label=name)
         code = code_fingerprint(registry.factory(target))
     except UserError as error:
         raise _component_error(path, error) from None

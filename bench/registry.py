@@ -114,11 +114,13 @@ def import_object(path: str) -> Any:
             raise UserError(f"cannot import '{module_name}' for '{path}': {error}") from None
         except Exception as error:  # the user's module failed while importing
             raise UserError(f"'{module_name}' failed to import: {type(error).__name__}: {error}".splitlines()[0]) from None
+    where = Path(module_name).name if in_file else module_name
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise UserError(f"'{module_name}' has no attribute '{attr}' (from '{path}')") from None
+            defined = [n for n in dir(obj) if not n.startswith("_") and callable(getattr(obj, n, None))]
+            raise UserError(f"'{where}' has no attribute '{attr}'{did_you_mean(part, defined)}") from None
     return obj
 
 
@@ -287,8 +289,9 @@ class Registry(Generic[T]):
             return import_object(name)
         return self.info(name).target
 
-    def check(self, name: str, params: Mapping[str, Any]) -> None:
-        """Raise the ``UserError`` that ``create(name, **params)`` would for a bad name or parameter, building nothing."""
+    def check(self, name: str, params: Mapping[str, Any], *, label: str | None = None) -> None:
+        """Raise the ``UserError`` that ``create(name, **params)`` would for a bad name or parameter, building nothing
+        (``label``: how the error names it, e.g. the spec's ``mymodel.py:make`` for ``/abs/mymodel.py:make``)."""
         self._load_plugins()
         if self._split_prefix(name) is not None:
             return  # prefix factories take open keyword sets (timm's own arguments)
@@ -297,7 +300,7 @@ class Registry(Generic[T]):
         else:
             entry = self.info(name)
             factory, defaults = entry.target, entry.defaults
-        self._rejectunknown_error(name, factory, {**defaults, **params})
+        self._rejectunknown_error(label or name, factory, {**defaults, **params})
 
     def _rejectunknown_error(self, name: str, factory: Callable[..., Any], kwargs: Mapping[str, Any]) -> None:
         accepted, takes_any = accepted_parameters(factory)

@@ -13,7 +13,6 @@ from bench.errors import require
 from defenses import DEFENSES
 from defenses.base import PreprocessingDefense, require_images
 
-
 # torchvision 0.29 deprecates its JPEG codec (for torchcodec); the defense keeps using it and keeps the warning to itself
 _CODEC_DEPRECATED = "The image decoding and encoding capabilities of TorchVision are deprecated"
 

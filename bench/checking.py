@@ -18,16 +18,16 @@ from bench.gate import DEFAULT_TOLERANCE, CheckResult, baseline_metrics, compare
 
 
 def check_dir(spec: Any) -> Path:
-    """The default run folder of a check: ``runs/check-<hash>``, keyed by the spec, its models' code and checkpoint
-    contents (``bench.fingerprint``) and the bench version.
+    """The default run folder of a check: ``runs/check-<hash>``, keyed by the spec, its components' code and its models'
+    checkpoint contents (``bench.fields.fingerprints``) and the bench version.
 
     The same spec, code and weights find their finished jobs again (a warm re-check runs nothing); an edited model
     or new weights behind the same checkpoint name get a fresh folder, so a check always measures what is there now.
     """
-    from bench.fields import model_fingerprints
+    from bench.fields import fingerprints
     from bench.training import stable_hash
 
-    identity = {"spec": spec.canonical(), "models": model_fingerprints(spec), "version": bench.__version__}
+    identity = {"spec": spec.canonical(), "components": fingerprints(spec), "version": bench.__version__}
     return Path("runs") / f"check-{stable_hash(identity, length=16)}"
 
 

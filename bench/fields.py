@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +61,21 @@ def spec_models(value: Any) -> list[ModelSpec]:
     return []
 
 
-def model_fingerprints(spec: Any) -> dict[str, dict[str, str | None]]:
-    """Every model the spec's section names (by label): the fingerprint of its code and its checkpoint's contents."""
-    return {model.label: {"code": model.code, "checkpoint": model.checkpoint_sha256} for model in spec_models(spec.section)}
+def fingerprints(spec: Any) -> dict[str, dict[str, str | None]]:
+    """Every component the spec's section names, as ``"<dimension>:<label>"`` (``model:small-cnn``, ``defense:jpeg``,
+    ``attack:pgd``; the dimension is its field's name in the singular): the fingerprint of its code, and a model's
+    checkpoint contents. Run folders store them; a resume compares them (``bench.runner``)."""
+    found: dict[str, dict[str, str | None]] = {}
+    section = spec.section
+    for item in fields(section) if is_dataclass(section) else ():
+        values = getattr(section, item.name)
+        dimension = item.name[:-1] if item.name.endswith("s") else item.name
+        for value in values if isinstance(values, tuple) else ():
+            if isinstance(value, ModelSpec):
+                found[f"{dimension}:{value.label}"] = {"code": value.code, "checkpoint": value.checkpoint_sha256}
+            elif isinstance(value, ComponentSpec | AttackSpec):
+                found[f"{dimension}:{value.label}"] = {"code": value.code}
+    return found
 
 
 def spec_dict(value: Any) -> Any:
@@ -83,10 +95,16 @@ class ComponentSpec:
 
     name: str
     params: Mapping[str, Any] = field(default_factory=dict)
+    code: str = field(default="", metadata=LOCAL)  # fingerprint of its source (``bench.fingerprint``)
 
     @property
     def label(self) -> str:
         return self.name + _param_suffix(self.params)
+
+    @property
+    def identity(self) -> list[Any]:
+        """What determines its behaviour, for job keys: name, parameters, code."""
+        return [self.name, dict(self.params), self.code]
 
 
 DefenseSpec = ComponentSpec
@@ -107,6 +125,7 @@ class AttackSpec:
     eps: tuple[float, ...]
     params: Mapping[str, Any] = field(default_factory=dict)
     label: str = ""
+    code: str = field(default="", metadata=LOCAL)  # fingerprint of its source (``bench.fingerprint``)
 
 
 def _param_suffix(params: Mapping[str, Any]) -> str:
@@ -261,7 +280,7 @@ def _unique(path: str, labels: Sequence[str]) -> None:
 
 
 def _model(item: Mapping[str, Any], path: str, base_dir: Path, registry: Any) -> ModelSpec:
-    from bench.fingerprint import code_fingerprint, file_fingerprint
+    from bench.fingerprint import file_fingerprint
     from bench.registry import locate
     from models.checkpoint import read_state_dict
 
@@ -272,7 +291,7 @@ def _model(item: Mapping[str, Any], path: str, base_dir: Path, registry: Any) ->
     try:
         target = locate(name, base_dir) if name not in registry else name
         registry.check(target, params, label=name)
-        code = code_fingerprint(registry.factory(target))
+        code = _code(registry, target)
     except UserError as error:
         raise _component_error(path, error) from None
     checkpoint_path = sha256 = None
@@ -307,7 +326,14 @@ def _component(item: Mapping[str, Any], path: str, what: str, registry: Any) -> 
         registry.create(name, **params)
     except UserError as error:
         raise _component_error(path, error) from None
-    return ComponentSpec(name, params)
+    return ComponentSpec(name, params, _code(registry, name))
+
+
+def _code(registry: Any, name: str) -> str:
+    """The fingerprint of the code behind a registered (or imported) component."""
+    from bench.fingerprint import code_fingerprint
+
+    return code_fingerprint(registry.factory(name))
 
 
 def _attacks(items: list[Mapping[str, Any]], registry: Any) -> tuple[AttackSpec, ...]:
@@ -333,7 +359,7 @@ def _attacks(items: list[Mapping[str, Any]], registry: Any) -> tuple[AttackSpec,
                 if supported and norm not in supported:
                     raise _fail(f"{path}.norm", f"attack '{member}' does not support norm '{norm}'; it supports: {', '.join(supported)}")
                 eps_values.append(float(eps))
-            specs.append(AttackSpec(member, tuple(eps_values), member_params, label))
+            specs.append(AttackSpec(member, tuple(eps_values), member_params, label, _code(registry, member)))
             sources.append(i)
     return tuple(_labelled(specs, sources))
 
@@ -350,7 +376,7 @@ def _labelled(specs: list[AttackSpec], sources: list[int]) -> list[AttackSpec]:
         if len(twins) > 1:  # (twins that differ only in norm sit in different tables and keep the plain name)
             differing = {k: v for k, v in spec.params.items() if any(t.params.get(k) != v for t in twins)}
             label += _param_suffix(differing) or _param_suffix(spec.params)
-        out.append(AttackSpec(spec.name, spec.eps, spec.params, label))
+        out.append(replace(spec, label=label))
     labels = [(s.label, s.params.get("norm")) for s in out]
     for i, label in enumerate(labels):
         if labels.index(label) != i:

@@ -8,10 +8,12 @@ depends on what else a process happened to import). For a built-in model that
 is ``models/zoo.py`` and what it imports from ``models/``; for a user's
 ``mymodel.py`` it is that file and the helpers next to it it imports.
 
-The fingerprints of a spec's models (``model_fingerprints``) go into job keys,
-training recipes and the run folder's metadata: an edited model or checkpoint
-means new jobs, and a run folder holding results of the old one is refused (or,
-with ``--force``, its old jobs dropped) instead of mixing two versions.
+The fingerprints of a spec's components (``bench.fields.fingerprints``: models
+with their checkpoints, defenses, attacks, estimators) go into job keys,
+training recipes and the run folder's metadata: an edited component or
+checkpoint means new jobs, and a run folder holding results of the old one is
+refused (or, with ``--force``, its old jobs dropped) instead of mixing two
+versions.
 """
 
 from __future__ import annotations
@@ -137,7 +139,7 @@ def file_fingerprint(path: str | Path) -> str:
 
 # -- what changed between two runs of a spec --------------------------------------------
 def changes(before: Mapping[str, Mapping[str, Any]], now: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
-    """Models whose code or checkpoint differ between two ``model_fingerprints`` (label -> what changed)."""
+    """Components whose code or checkpoint differ between two ``bench.fields.fingerprints`` (name -> what changed)."""
     found: dict[str, list[str]] = {}
     for label, current in now.items():
         previous = before.get(label)

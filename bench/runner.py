@@ -22,7 +22,7 @@ import torch
 import bench
 from bench.errors import UserError
 from bench.executors import Executor, make_executor
-from bench.fields import model_fingerprints
+from bench.fields import fingerprints
 from bench.fingerprint import changes
 from bench.preflight import check_examples, check_models
 from bench.spec import RunSpec
@@ -67,25 +67,26 @@ class Reporter:
 
 
 def begin(store: Store, spec: RunSpec, device: torch.device, *, force: bool = False) -> None:
-    """Mark the store as this spec's run; a folder holding another spec's run is refused, and so is one holding results
-    of another version of a model (edited code, new checkpoint contents) unless ``force`` drops them."""
+    """Mark the store as this spec's run. A folder holding another spec's run is refused, and so is one holding results
+    of another version of a component (an edited model, defense or attack, new checkpoint contents) unless ``force``:
+    then the run goes on and ``finish`` drops the old version's jobs once every job of this one is stored."""
     previous = store.get_meta("spec")
     current = spec.canonical()
     if previous is not None and previous != current:
         raise UserError(f"'{store.path.parent}' already holds a run of a different spec; pass another --out to start a new run")
-    models = model_fingerprints(spec)
-    stale = _stale_models(store, models) if previous is not None else {}
+    stale = _stale(store, fingerprints(spec)) if previous is not None else {}
     if stale and not force:
-        label, what = next(iter(stale.items()))
+        what, changed = next(iter(stale.items()))
+        dimension, _, label = what.partition(":")
         more = f" (and {len(stale) - 1} more)" if len(stale) > 1 else ""
         raise UserError(
-            f"'{store.path.parent}' holds results of another version of model '{label}'{more}: {' and '.join(what)} changed since; "
+            f"'{store.path.parent}' holds results of another version of {dimension} '{label}'{more}: {' and '.join(changed)} changed since; "
             f"run into a new --out, or pass --force to drop its old results and run it afresh"
         )
     if stale:
-        dropped = store.delete_jobs([r.key for r in store.records(derived=False) if r.labels.get("model") in stale])
-        log.info("--force: dropped %d jobs of %s (%s)", dropped, ", ".join(stale), "; ".join(f"{k}: {' and '.join(v)} changed" for k, v in stale.items()))
-    store.set_meta("models", models)
+        log.info("--force: %s changed; the old results go once this run is complete", "; ".join(f"{k}: {' and '.join(v)}" for k, v in stale.items()))
+    else:  # a forced run records the new fingerprints only when complete: killed before, its folder is refused again
+        store.set_meta("components", fingerprints(spec))
     if previous is None:
         store.set_meta("spec", current)
         store.set_meta("track", spec.track)
@@ -95,13 +96,21 @@ def begin(store: Store, spec: RunSpec, device: torch.device, *, force: bool = Fa
     store.set_meta("executor", spec.executor.name)
 
 
-def _stale_models(store: Store, models: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
-    """Models whose stored results came from other code or checkpoint contents than now (label -> what changed)."""
-    before = store.get_meta("models")
+def _stale(store: Store, current: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Components whose stored results came from other code or checkpoint contents than now ("model:label" -> what changed)."""
+    before = store.get_meta("components")
     if before is None:  # a folder from before fingerprints were stored: any result it holds is of unknown code
-        labelled = {r.labels.get("model") for r in store.records(derived=False)}
-        return {label: ["its code (not recorded)"] for label in models if label in labelled}
-    return {label: [f"its {what}" if what == "code" else "its checkpoint's contents" for what in changed] for label, changed in changes(before, models).items()}
+        return {"model:" + str(label): ["its code (not recorded)"] for label in {r.labels.get("model") for r in store.records(derived=False)} if label}
+    return {name: [f"its {what}" if what == "code" else "its checkpoint's contents" for what in changed] for name, changed in changes(before, current).items()}
+
+
+def finish(store: Store, spec: RunSpec, planned: set[str]) -> int:
+    """After a complete ``--force`` run: drop every stored job this run did not plan (the old versions'); how many."""
+    dropped = store.delete_jobs([r.key for r in store.records(derived=False) if r.key not in planned])
+    store.set_meta("components", fingerprints(spec))
+    if dropped:
+        log.info("--force: dropped %d jobs of the components' old versions", dropped)
+    return dropped
 
 
 def record_of(track: Track, job: Job, result: JobResult) -> Record:
@@ -134,7 +143,7 @@ def _plan(track: Track, spec: RunSpec, store: Store | None, planned: Mapping[str
 
 
 def run(spec: RunSpec, out_dir: Path, *, reporter: Reporter | None = None, executor: Executor | None = None, force: bool = False) -> Summary:
-    """Run every planned job of ``spec`` not yet in ``out_dir``'s store (``force``: drop results of models that changed since)."""
+    """Run every planned job of ``spec`` not yet in ``out_dir``'s store (``force``: resume although components changed; their old results go)."""
     reporter = reporter or Reporter()
     started = time.perf_counter()
     device = resolve_device(spec.device)
@@ -159,10 +168,12 @@ def run(spec: RunSpec, out_dir: Path, *, reporter: Reporter | None = None, execu
         summary = Summary(out_dir, 0, 0, 0)
         workers = _Workers(spec, executor)
         try:
-            _drive(track, spec, store, workers, first, done, summary, reporter)
+            planned = _drive(track, spec, store, workers, first, done, summary, reporter)
         finally:
             reporter.stop()
             workers.close()
+        if force:
+            finish(store, spec, planned)
         store.set_derived_flags(track.derive(store.records(derived=False), store.outcomes()))
         store.set_meta("finished_at", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     summary.seconds = time.perf_counter() - started
@@ -187,8 +198,8 @@ class _Workers:
             self.started.close()
 
 
-def _drive(track: Track, spec: RunSpec, store: Store, workers: _Workers, first: list[Job], done: set[str], summary: Summary, reporter: Reporter) -> None:
-    """Plan rounds until nothing is new; within a round, submit each job whose dependencies are all stored."""
+def _drive(track: Track, spec: RunSpec, store: Store, workers: _Workers, first: list[Job], done: set[str], summary: Summary, reporter: Reporter) -> set[str]:
+    """Plan rounds until nothing is new; within a round, submit each job whose dependencies are all stored; the keys planned."""
     planned: dict[str, Job] = {}
     jobs = first
     while jobs:
@@ -207,6 +218,7 @@ def _drive(track: Track, spec: RunSpec, store: Store, workers: _Workers, first: 
             _schedule(track, spec, store, workers.get(), todo, planned, summary, reporter)
         done = store.finished_keys()
         jobs = _plan(track, spec, store, planned)
+    return set(planned)
 
 
 def _schedule(

@@ -264,3 +264,46 @@ def test_non_finite_logits_at_run_time_are_an_invalid_flagged_job(digits):
     spec = type("Spec", (), {"device": "cpu", "seed": 0})()
     result = execute(Task("brittle", Job("a" * 24, 0, {}), spec), cache)
     assert result.status == "invalid" and result.flags == ["non-finite-logits"]
+
+
+DEFENSE = """
+from dataclasses import dataclass
+
+from torch import nn
+
+from defenses.base import Defense
+
+
+class Shrink(nn.Module):
+    def forward(self, x):
+        return x * 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Squash(Defense):
+    def wrap(self, model):
+        return nn.Sequential(Shrink(), model)
+"""
+
+
+def test_an_edited_defense_is_refused_on_resume_and_force_keeps_one_version(tmp_path, capsys, monkeypatch):
+    """Not only models: any component's code is in its jobs' keys, and a folder never mixes two versions of one."""
+    spec = project(tmp_path, extra="")
+    spec.write_text(spec.read_text() + '\n[[defenses]]\nname = "mydefense:Squash"\n')
+    (tmp_path / "mydefense.py").write_text(DEFENSE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "run"
+    assert run(spec, out) == 0
+    with Store(out / "results.db", create=False) as store:
+        first = len(store.records())
+
+    (tmp_path / "mydefense.py").write_text(DEFENSE.replace("x * 1.0", "x * 0.0"))
+    monkeypatch.delitem(__import__("sys").modules, "mydefense")  # a new process would import the edited file
+    capsys.readouterr()
+    assert run(spec, out) == 2
+    assert "another version of defense 'mydefense:Squash': its code changed" in error_line(capsys)
+    assert run(spec, out, "--force") == 0
+    with Store(out / "results.db", create=False) as store:
+        records = store.records()
+    assert len(records) == first  # the old version's jobs are gone once the forced run is complete
+    assert all(r.clean_accuracy < 0.5 for r in records if r.status == "ok")  # and what is left measures the edit

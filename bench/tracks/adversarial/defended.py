@@ -40,7 +40,7 @@ def training_recipe(spec: Any, item: ComponentSpec) -> str | None:
 def trained(spec: Any, model: ModelSpec, item: ComponentSpec | None, cache: Cache) -> TrainedModel:
     """The model trained by the spec's recipe (with ``item``'s objective when it is a training-time defense)."""
     chosen = defense(item) if item is not None else None
-    objective = [item.name, dict(item.params)] if chosen is not None and chosen.trains else None
+    objective = item.identity if chosen is not None and chosen.trains else None  # its code too: an edited defense trains again
 
     def make() -> TrainedModel:
         trainer = {"objective": chosen, "objective_id": objective} if objective else {}

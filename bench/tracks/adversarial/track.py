@@ -134,7 +134,7 @@ class AdversarialTrack(Track):
                 base = {
                     "model": model.identity,
                     "training": spec.training if model.train else None,
-                    "defense": [defense.name, dict(defense.params)],
+                    "defense": defense.identity,
                     "dataset": dataset,
                     "n_examples": spec.n_examples,
                     "seed": spec.seed,
@@ -176,7 +176,7 @@ class AdversarialTrack(Track):
         return chains
 
     def _append(self, jobs, chain, attack, norm, eps, converge, base, common, owner) -> None:
-        key = job_key(self.name, {**base, "attack": [attack.name, dict(attack.params), eps], "after": [k for k, _ in chain], "converge": converge})
+        key = job_key(self.name, {**base, "attack": [attack.name, dict(attack.params), eps, attack.code], "after": [k for k, _ in chain], "converge": converge})
         columns = {**common, "attack": attack.label, "norm": norm, "eps": eps}
         payload = {
             **owner,

@@ -129,8 +129,8 @@ class UncertaintyTrack(Track):
             "batch_size": spec.batch_size,
             "validation": VALIDATION_FRACTION,
             "shifts": [[s.name, list(s.levels), dict(s.params)] for s in spec.shifts],
-            "ood": [[o.name, dict(o.params)] for o in spec.ood],
-            "attacks": [[a.name, list(a.eps), dict(a.params)] for a in spec.attacks],
+            "ood": [o.identity for o in spec.ood],
+            "attacks": [[a.name, list(a.eps), dict(a.params), a.code] for a in spec.attacks],
         }
         jobs: list[Job] = []
         for model in spec.models:
@@ -140,7 +140,7 @@ class UncertaintyTrack(Track):
                         **common,
                         "model": model.identity,
                         "training": spec.training if model.train else None,
-                        "estimator": [estimator.name, dict(estimator.params)],
+                        "estimator": estimator.identity,
                         "seed": seed,
                     }
                     labels = {"model": model.label, "estimator": estimator.label, "dataset": spec.dataset, "seed": seed}

@@ -203,7 +203,7 @@ def comparison_markdown(comparison: Comparison, *, before: str, after: str) -> s
         if scoped:
             title = _TITLES.get(metric, metric)
             headers = [*scope, f"{title} A", f"{title} B", "B - A", "p", "test"]
-            table = markdown_table(list(scoped.values()), headers)
+            table = markdown_table(list(scoped.values()), headers, html_entities=False)
             lines += [f"## {metric.replace('_', ' ').capitalize()}", "", table, ""]
     cells = [c for c in comparison.changes if comparison.scopes.get(c.field) is None]
     if cells:
@@ -212,14 +212,14 @@ def comparison_markdown(comparison: Comparison, *, before: str, after: str) -> s
         for change in cells:
             shown = [_show(change.field, change.before), _show(change.field, change.after), _delta(change.field, change.delta), _p(change), change.test or ""]
             table.append(_row_cells(change.row, comparison.fields) + [_TITLES.get(change.field, change.field), *shown])
-        lines += [markdown_table(table, [*headers, "what", "A", "B", "B - A", "p", "test"]), ""]
+        lines += [markdown_table(table, [*headers, "what", "A", "B", "B - A", "p", "test"], html_entities=False), ""]
     if any(c.p_value is not None for c in comparison.changes):
         lines += [SIGNIFICANCE_NOTE, ""]
     if not comparison.changes:
         lines += ["No cell changed.", ""]
     for title, keys in ((f"Only in A ({before})", comparison.only_before), (f"Only in B ({after})", comparison.only_after)):
         if keys:
-            table = markdown_table([_row_cells(k, comparison.fields) for k in keys], headers)
+            table = markdown_table([_row_cells(k, comparison.fields) for k in keys], headers, html_entities=False)
             lines += [f"## {title}", "", table, ""]
     lines.append(
         f"{comparison.compared} cells in both runs: {comparison.changed} changed, {comparison.compared - comparison.changed} unchanged; "

@@ -37,9 +37,14 @@ def markdown_text(text: object) -> str:
     return html.escape(" ".join(str(text).splitlines()), quote=False)
 
 
-def markdown_cell(text: object) -> str:
-    """A markdown table cell: ``markdown_text`` with ``|`` as ``\\|`` (and ``\\`` as ``\\\\``, so no escape is undone), so the cell never splits."""
-    return markdown_text(text).replace("\\", "\\\\").replace("|", "\\|")
+def markdown_cell(text: object, *, html_entities: bool = True) -> str:
+    """A markdown table cell: ``markdown_text`` with ``|`` as ``\\|`` (and ``\\`` as ``\\\\``, so no escape is undone), so the cell never splits.
+
+    ``html_entities=False``: a table read mostly in a terminal (the gate's, ``bench compare``'s) keeps ``<`` and ``>``
+    as they are (``p <0.001``, ``>= 0.13``); only what splits a cell is escaped.
+    """
+    text = markdown_text(text) if html_entities else " ".join(str(text).splitlines())
+    return text.replace("\\", "\\\\").replace("|", "\\|")
 
 
 def latex(text: object) -> str:

@@ -24,7 +24,7 @@ def check_text(result: Any) -> str:
         lines = [f"bench check FAILED: {', '.join(problems)} ({where}).", ""]
         if result.regressions:
             table = [[r.label, r.metric, r.baseline, r.now, r.allowed] for r in result.regressions]
-            lines += [markdown_table(table, ["row", "metric", "baseline", "now", "allowed"]), ""]
+            lines += [markdown_table(table, ["row", "metric", "baseline", "now", "allowed"], html_entities=False), ""]
     if result.missing_rows:
         lines += ["Missing rows (in the baseline, not in this run):"] + [f"- {row}" for row in result.missing_rows] + [""]
     if result.new_flags:

@@ -127,10 +127,10 @@ class Table:
         return f"## {markdown_text(self.title)}\n\n{table}\n" + (f"\n{markdown_text(self.note)}\n" if self.note else "")
 
 
-def markdown_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+def markdown_table(rows: Sequence[Sequence[Any]], headers: Sequence[str], *, html_entities: bool = True) -> str:
     """A GitHub markdown table, every header and cell escaped (``markdown_cell``), so each row keeps its columns."""
-    escaped = [[markdown_cell(c) for c in row] for row in rows]
-    return tabulate(escaped, headers=[markdown_cell(h) for h in headers], tablefmt="github", disable_numparse=True)
+    escaped = [[markdown_cell(c, html_entities=html_entities) for c in row] for row in rows]
+    return tabulate(escaped, headers=[markdown_cell(h, html_entities=html_entities) for h in headers], tablefmt="github", disable_numparse=True)
 
 
 def tables_markdown(tables: Sequence[Table], *, title: str = "Leaderboard") -> str:

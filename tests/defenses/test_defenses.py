@@ -178,7 +178,10 @@ def test_the_leaderboard_shows_certified_accuracy_beside_the_attacks(tmp_path, c
 )
 def test_a_defense_that_cannot_apply_is_one_line(defense, message, tmp_path, capsys):
     spec = tmp_path / "spec.toml"
-    spec.write_text(f'dataset = "tests.helpers:two_channel_data"\n[[defenses]]\n{defense}\n[[models]]\nname = "mlp"\n[[attacks]]\nname = "fgsm"\neps = 0.1\n')
+    spec.write_text(
+        f'dataset = "tests.helpers:two_channel_data"\nn_examples = 40\n[[defenses]]\n{defense}\n'
+        '[[models]]\nname = "mlp"\n[[attacks]]\nname = "fgsm"\neps = 0.1\n'
+    )
     assert main(["run", "--config", str(spec), "--out", str(tmp_path / "run")]) == 2
     assert message in one_line_error(capsys)
     assert not (tmp_path / "run" / "results.db").exists()

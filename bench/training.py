@@ -29,6 +29,7 @@ from torch import nn
 import bench
 from bench.data import Dataset
 from bench.errors import UserError
+from bench.fingerprint import file_fingerprint
 from bench.spec import ModelSpec, TrainingSpec
 from models import MODELS
 from models.checkpoint import load_checkpoint, save_checkpoint
@@ -43,14 +44,6 @@ def cache_dir() -> Path:
 def stable_hash(data: Any, length: int = 16) -> str:
     text = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:length]
-
-
-def file_digest(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class TrainingDiverged(RuntimeError):
@@ -77,7 +70,7 @@ def recipe(spec: ModelSpec, dataset_id: Any, training: TrainingSpec, seed: int, 
         "objective": objective,
         "model": spec.name,
         "params": dict(spec.params),
-        "checkpoint": spec.checkpoint_sha256 or (file_digest(spec.checkpoint_path) if spec.checkpoint_path else None),
+        "checkpoint": spec.checkpoint_sha256 or (file_fingerprint(spec.checkpoint_path) if spec.checkpoint_path else None),
         "code": spec.code,  # an edited model file is another recipe: never the old weights
         "train": spec.train,
         "dataset": dataset_id,

@@ -62,6 +62,16 @@ def error_line(capsys) -> str:
     return err
 
 
+def refused_then_forced(spec: Path, out: Path, capsys, message: str) -> list:
+    """Resume after an edit: refused with ``message``; then ``--force``: the folder's records once the forced run is complete."""
+    capsys.readouterr()
+    assert run(spec, out) == 2
+    assert message in error_line(capsys)
+    assert run(spec, out, "--force") == 0
+    with Store(out / "results.db", create=False) as store:
+        return store.records()
+
+
 def clean_accuracy(out: Path) -> float:
     with Store(out / "results.db", create=False) as store:
         return next(r.clean_accuracy for r in store.records() if r.status == "ok")
@@ -83,14 +93,7 @@ def test_editing_the_model_refuses_a_resume_then_force_reruns_it(tmp_path, capsy
     assert run(spec, out) == 0
     before = clean_accuracy(out)
     (tmp_path / "mymodel.py").write_text(MODEL.replace("return self.body(x)", "return self.body(x * 0)"))  # a broken edit
-    capsys.readouterr()
-
-    assert run(spec, out) == 2
-    assert "another version of model 'mymodel.py:make': its code changed" in error_line(capsys)
-
-    assert run(spec, out, "--force") == 0
-    with Store(out / "results.db", create=False) as store:
-        records = store.records()
+    records = refused_then_forced(spec, out, capsys, "another version of model 'mymodel.py:make': its code changed")
     assert len(records) == 1  # the old model's job was dropped: one version of the model in the folder
     assert clean_accuracy(out) < before - 0.3
 
@@ -299,11 +302,6 @@ def test_an_edited_defense_is_refused_on_resume_and_force_keeps_one_version(tmp_
 
     (tmp_path / "mydefense.py").write_text(DEFENSE.replace("x * 1.0", "x * 0.0"))
     monkeypatch.delitem(__import__("sys").modules, "mydefense")  # a new process would import the edited file
-    capsys.readouterr()
-    assert run(spec, out) == 2
-    assert "another version of defense 'mydefense:Squash': its code changed" in error_line(capsys)
-    assert run(spec, out, "--force") == 0
-    with Store(out / "results.db", create=False) as store:
-        records = store.records()
+    records = refused_then_forced(spec, out, capsys, "another version of defense 'mydefense:Squash': its code changed")
     assert len(records) == first  # the old version's jobs are gone once the forced run is complete
     assert all(r.clean_accuracy < 0.5 for r in records if r.status == "ok")  # and what is left measures the edit

@@ -1,6 +1,6 @@
 """``bench check``: validate the baseline and spec, run the spec into a stable folder, compare (``bench.gate``).
 
-The folder is keyed by the spec, its models' code and checkpoint contents and
+The folder is keyed by the spec, its components' code, its checkpoints' contents and
 the bench version, so a re-check of unchanged code reuses the finished jobs and
 cached models, and a check after an edit measures the edited model.
 """

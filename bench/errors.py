@@ -43,3 +43,8 @@ def require(condition: bool, field: str, message: str) -> None:
     """Raise ``ParamError(field, message)`` unless ``condition`` holds."""
     if not condition:
         raise ParamError(field, message)
+
+
+def one_line(error: BaseException) -> str:
+    """An exception as one line: ``ValueError: boom`` (its first line), or its type's name when it says nothing."""
+    return f"{type(error).__name__}: {error}".splitlines()[0] if str(error) else type(error).__name__

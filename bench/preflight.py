@@ -14,9 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
-from bench.errors import ParamError, UserError
+from bench.errors import ParamError, UserError, one_line
 from bench.fields import ModelSpec, spec_models
 from bench.guard import eval_mode
 
@@ -63,14 +62,12 @@ def _problem(model: ModelSpec, data: Any, x: torch.Tensor, seed: int) -> str:
     except UserError:
         raise
     except Exception as error:  # the user's factory raised
-        return f"building it failed: {_one_line(error)}"
-    if not isinstance(built, nn.Module):  # pragma: no cover - build_model refuses it first
-        return f"built a {type(built).__name__}, not a torch.nn.Module"
+        return f"building it failed: {one_line(error)}"
     try:
         with torch.no_grad(), eval_mode(built):
             out = built(x)
     except Exception as error:
-        return f"fails on a batch of {data.name} images of shape {tuple(x.shape)} (N, C, H, W in [0, 1]): {_one_line(error)}"
+        return f"fails on a batch of {data.name} images of shape {tuple(x.shape)} (N, C, H, W in [0, 1]): {one_line(error)}"
     if not isinstance(out, torch.Tensor):
         return f"returns a {type(out).__name__}; it must return a tensor of logits, shape (N, {data.num_classes})"
     if tuple(out.shape) != (len(x), data.num_classes):
@@ -79,8 +76,3 @@ def _problem(model: ModelSpec, data: Any, x: torch.Tensor, seed: int) -> str:
     if not torch.isfinite(out).all():
         return f"returns non-finite logits (inf or nan) on clean {data.name} images" + (" (its checkpoint holds inf or nan?)" if model.checkpoint else "")
     return ""
-
-
-def _one_line(error: BaseException) -> str:
-    text = f"{type(error).__name__}: {error}"
-    return text.splitlines()[0] if str(error) else type(error).__name__

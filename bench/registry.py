@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from bench.errors import UnknownComponent, UserError, did_you_mean
+from bench.errors import UnknownComponent, UserError, did_you_mean, one_line
 
 T = TypeVar("T")
 
@@ -91,7 +91,7 @@ def load_file(path: str | Path) -> Any:
         spec.loader.exec_module(module)
     except Exception as error:  # the user's module failed while loading: one line, not our traceback
         del sys.modules[name]
-        raise UserError(f"'{path.name}' failed to load: {type(error).__name__}: {error}".splitlines()[0]) from None
+        raise UserError(f"'{path.name}' failed to load: {one_line(error)}") from None
     return module
 
 
@@ -113,7 +113,7 @@ def import_object(path: str) -> Any:
         except ImportError as error:
             raise UserError(f"cannot import '{module_name}' for '{path}': {error}") from None
         except Exception as error:  # the user's module failed while importing
-            raise UserError(f"'{module_name}' failed to import: {type(error).__name__}: {error}".splitlines()[0]) from None
+            raise UserError(f"'{module_name}' failed to import: {one_line(error)}") from None
     where = Path(module_name).name if in_file else module_name
     for part in attr.split("."):
         try:

@@ -21,7 +21,7 @@ import torch
 
 import bench
 from bench.data import DATASETS, Dataset
-from bench.errors import UserError
+from bench.errors import UserError, one_line
 from bench.tracks import TRACKS, JobResult, Task
 from bench.training import stable_hash
 
@@ -95,7 +95,7 @@ def execute(task: Task, cache: Cache) -> JobResult:
         result = track.run(task, cache)
     except Exception as error:  # recorded with its message; the run goes on
         log.warning("job %s failed: %s: %s", dict(task.job.labels), type(error).__name__, error)
-        message = f"{type(error).__name__}: {error}".splitlines()[0] if str(error) else type(error).__name__
+        message = one_line(error)
         flag = getattr(error, "flag", None)  # an error that says what is wrong with the model (non-finite logits): invalid, flagged
         status, flags = ("invalid", [flag]) if isinstance(flag, str) else ("failed", [])
         return JobResult(status=status, error=message, flags=flags, seconds=time.perf_counter() - start, provenance=provenance)

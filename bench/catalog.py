@@ -17,6 +17,7 @@ REGISTRIES: dict[str, str] = {
     "estimators": "models:ESTIMATORS",
     "shifts": "bench.tracks.uncertainty.shifts:SHIFTS",
     "ood": "bench.tracks.uncertainty.ood:OOD_SETS",
+    "corruptions": "bench.tracks.random_labels.corruptions:CORRUPTIONS",
     "datasets": "bench.data:DATASETS",
     "tracks": "bench.tracks:TRACKS",
 }

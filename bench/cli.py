@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, help="run folder (default runs/<timestamp>-<track>); an existing one is resumed")
     run.add_argument("--data-root", help="folder of torchvision-format datasets (mnist, fashion-mnist, cifar10)")
     run.add_argument("--download", action="store_true", default=None, help="allow torchvision to download the dataset")
-    run.add_argument("--executor", choices=EXECUTORS, help="serial (default: this process) or ray (pip install -e '.[ray]')")
+    run.add_argument("--executor", choices=EXECUTORS, help="serial (default: this process), processes (one per core) or ray (pip install -e '.[ray]')")
     run.add_argument("--address", help="ray: join the cluster at 'auto' or HOST:PORT (default: start a local one)")
     run.add_argument("--force", action="store_true", help="resume although a component's code or a checkpoint changed: run it afresh, drop its old results")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress or log lines")

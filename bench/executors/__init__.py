@@ -2,8 +2,9 @@
 
 An executor takes picklable ``Task`` values (``submit``), runs each through
 ``bench.worker.execute`` somewhere, and hands back finished ones (``wait``).
-``serial`` runs them in this process, one at a time; ``ray`` spreads them over
-a Ray cluster (``pip install -e ".[ray]"``). Both give identical results:
+``serial`` runs them in this process, one at a time; ``processes`` in worker
+processes of this machine (every core busy); ``ray`` spreads them over a Ray
+cluster (``pip install -e ".[ray]"``). All give identical results:
 a job is a pure function of its task.
 """
 
@@ -29,4 +30,8 @@ def make_executor(spec: Any) -> Executor:
         except ImportError as error:
             raise UserError(f'--executor ray needs ray: pip install -e ".[ray]" ({error})') from None
         return RayExecutor(spec)
-    raise UserError(f"unknown executor '{spec.name}'; executors: serial, ray")
+    if spec.name == "processes":
+        from bench.executors.processes import ProcessesExecutor
+
+        return ProcessesExecutor(spec)
+    raise UserError(f"unknown executor '{spec.name}'; executors: serial, processes, ray")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from bench.tracks import JobResult, Task
+from bench.errors import UserError
+from bench.tracks import TRACKS, JobResult, Task
 
 
 class Executor(ABC):
@@ -28,3 +29,15 @@ class Executor(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def track_path(name: str) -> str | None:
+    """``module:qualname`` of the track registered as ``name`` when a worker may not know it (defined outside ``bench``), else None."""
+    try:
+        target = TRACKS.get(name)
+    except UserError:
+        return None  # the worker reports the unknown track as the job's failure
+    module, qualname = getattr(target, "__module__", None), getattr(target, "__qualname__", None)
+    if not module or not qualname or "<locals>" in qualname or module == "bench" or module.startswith("bench."):
+        return None
+    return f"{module}:{qualname}"

@@ -36,7 +36,7 @@ import ray
 import torch
 
 from bench.errors import UserError
-from bench.executors.base import Executor
+from bench.executors.base import Executor, track_path
 from bench.tracks import TRACKS, JobResult, Task
 from bench.worker import Cache, execute
 
@@ -76,18 +76,6 @@ def worker_env() -> dict[str, str]:
     env = {name: os.environ[name] for name in PASSED_ENV if name in os.environ}
     env["PYTHONPATH"] = os.pathsep.join(paths)
     return env
-
-
-def track_path(name: str) -> str | None:
-    """``module:qualname`` of the track registered as ``name`` when a worker may not know it (defined outside ``bench``), else None."""
-    try:
-        target = TRACKS.get(name)
-    except UserError:
-        return None  # the worker reports the unknown track as the job's failure
-    module, qualname = getattr(target, "__module__", None), getattr(target, "__qualname__", None)
-    if not module or not qualname or "<locals>" in qualname or module == "bench" or module.startswith("bench."):
-        return None
-    return f"{module}:{qualname}"
 
 
 def reachable(address: str, timeout: float = 3.0) -> None:

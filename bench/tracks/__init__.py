@@ -197,3 +197,8 @@ TRACKS.register(
     "bench.tracks.uncertainty.track:UncertaintyTrack",
     description="calibration, shift, OOD and adversarial detection of uncertainty estimators",
 )
+TRACKS.register(
+    "random-labels",
+    "bench.tracks.random_labels.track:RandomLabelsTrack",
+    description="memorization: fitting random labels, shuffled and random pixels and noise (Zhang et al. 2017)",
+)

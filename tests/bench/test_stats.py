@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 
 import pytest
 from scipy.stats import binomtest, fisher_exact
@@ -128,3 +129,23 @@ def test_worst_case_vectors_are_per_example_over_the_valid_attacks():
         "clean_accuracy": {0: True, 1: True, 2: True, 3: True},
     }
     assert len(found) == 2  # the invalid job's cell has none
+
+
+def test_mean_interval_is_the_student_t_interval_over_replicates():
+    from scipy.stats import t
+
+    from bench.stats import mean_interval
+
+    mean, low, high = mean_interval([1, 2, 3])
+    half = 4.302652729911275 * 1.0 / math.sqrt(3)  # t_{0.975, 2} * s / sqrt(n), s = 1
+    assert mean == 2.0 and math.isclose(low, 2 - half) and math.isclose(high, 2 + half)
+    values = [0.91, 0.93, 0.9, 0.95]
+    expected = t.interval(0.9, len(values) - 1, loc=sum(values) / 4, scale=statistics.stdev(values) / 2)
+    assert all(math.isclose(a, b) for a, b in zip(mean_interval(values, confidence=0.9)[1:], expected, strict=True))
+    assert mean_interval([0.5]) == (0.5, None, None)  # one seed: no spread to measure
+    assert mean_interval([0.7, 0.7, 0.7]) == (0.7, 0.7, 0.7)
+    for bad in ([], [1.0, math.nan], [1.0, math.inf], [True, 1.0]):
+        with pytest.raises(ValueError):
+            mean_interval(bad)
+    with pytest.raises(ValueError, match="confidence"):
+        mean_interval([1.0, 2.0], confidence=1.0)

@@ -1,0 +1,228 @@
+"""The processes executor: the serial executor's results from worker processes of this machine; a worker that dies fails its job, never the run.
+
+One executor (two workers, one torch thread each) serves the module: each
+worker is spawned and imports torch, seconds apiece. Its tasks run a track
+written at test time into a folder that only this process's ``sys.path``
+reaches, so a task that runs at all shows the workers import what the
+driver can.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import sqlite3
+import sys
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.cli import main
+from bench.executors import make_executor
+from bench.executors.base import Executor
+from bench.executors.processes import ProcessesExecutor
+from bench.executors.serial import SerialExecutor
+from bench.spec import ExecutorSpec, spec_from
+from bench.tracks import TRACKS, Job, JobResult, Task
+from bench.training import stable_hash
+from tests.bench.ray_track import TinySpec
+
+TRACK = "processes-test"
+MODULE = "processes_path_track"  # lives only in a temporary folder appended to sys.path
+TRACK_SOURCE = '''
+"""The Ray test track, plus ``sleep`` (seconds before the job runs) and the file the worker imported this module from."""
+
+import time
+
+from tests.bench.ray_track import RayTestTrack
+
+
+class PathTrack(RayTestTrack):
+    name = "processes-test"
+
+    def run(self, task, cache):
+        time.sleep(task.job.payload.get("sleep", 0))
+        result = super().run(task, cache)
+        result.provenance["track_file"] = __file__
+        return result
+'''
+DIED = "the worker process running it died"
+EXAMPLE_SPEC = 'track = "example"\nsteps = 100\n[executor]\nworkers = 2\n'
+
+
+def task(position: int, **payload: Any) -> Task:
+    """A processes-test task; its key (hence its seed) follows from its position and payload."""
+    key = stable_hash([TRACK, position, payload], length=24)
+    return Task(TRACK, Job(key=key, position=position, labels={"x": payload.get("x")}, payload=payload), TinySpec())
+
+
+def run_all(executor: Executor, tasks: Sequence[Task]) -> dict[str, JobResult]:
+    """Drive ``tasks`` as the runner does (at most ``slots`` in flight); every task must come back exactly once."""
+    waiting, in_flight, returned = list(tasks), 0, []
+    while waiting or in_flight:
+        while waiting and in_flight < executor.slots:
+            executor.submit(waiting.pop(0))
+            in_flight += 1
+        finished = executor.wait()
+        assert finished, "wait() returned nothing"
+        in_flight -= len(finished)
+        returned.extend(finished)
+    assert Counter(t.job.key for t, _ in returned) == Counter(t.job.key for t in tasks), "a task was lost or came back twice"
+    return {t.job.key: result for t, result in returned}
+
+
+@pytest.fixture(scope="module")
+def track_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The test track's folder, on this process's sys.path only (not on PYTHONPATH), with the track registered from it."""
+    folder = tmp_path_factory.mktemp("path-only")
+    (folder / f"{MODULE}.py").write_text(TRACK_SOURCE)
+    sys.path.append(str(folder))
+    TRACKS.register(TRACK, f"{MODULE}:PathTrack", description="the processes executor's test track")
+    try:
+        yield folder
+    finally:
+        TRACKS._entries.pop(TRACK, None)
+        sys.path.remove(str(folder))
+        sys.modules.pop(MODULE, None)
+
+
+@pytest.fixture(scope="module")
+def executor(track_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessesExecutor]:
+    """One executor with two workers for the module (BENCH_CACHE set as the tests see it); closing it stops every worker."""
+    with pytest.MonkeyPatch.context() as patch:  # module fixtures come before the autouse cache isolation
+        patch.setenv("BENCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        processes = make_executor(ExecutorSpec(name="processes", workers=2))
+        assert isinstance(processes, ProcessesExecutor)
+        yield processes
+        workers = multiprocessing.active_children()
+        processes.close()
+        for worker in workers:
+            worker.join(timeout=30)
+        assert not [w.pid for w in workers if w.is_alive()], "close() leaves worker processes running"
+
+
+@pytest.fixture
+def example_track() -> Iterator[None]:
+    """The example track (tests/example_track.py) registered for one test, as its plugin entry point would."""
+    registered = "example" not in TRACKS
+    if registered:
+        TRACKS.register("example", "tests.example_track:ExampleTrack")
+    try:
+        yield
+    finally:
+        if registered:  # other tests see the registry as the package leaves it
+            TRACKS._entries.pop("example", None)
+
+
+def test_same_results_as_serial_from_two_worker_processes(executor: ProcessesExecutor) -> None:
+    tasks = [task(i, x=i) for i in range(6)]
+    spread = run_all(executor, tasks)
+    local = run_all(SerialExecutor(), tasks)
+    assert {k: (r.status, r.metrics) for k, r in spread.items()} == {k: (r.status, r.metrics) for k, r in local.items()}
+    assert all(r.status == "ok" for r in spread.values())
+    assert executor.slots == 2
+    provenance = [r.provenance for r in spread.values()]
+    pids = {p["pid"] for p in provenance}
+    assert os.getpid() not in pids, "the tasks ran in the driver"
+    assert len(pids) <= 2, "more worker processes than workers = 2"
+    assert all(p["torch_threads"] == 1 for p in provenance), "num_cpus=1: one torch thread per worker"
+    assert all(p["bench_cache"] == os.environ["BENCH_CACHE"] for p in provenance), "the workers do not see BENCH_CACHE"
+    caches = {(p["pid"], p["cache"]) for p in provenance}
+    assert len(caches) == len(pids), "one cache per worker process, kept across its tasks"
+
+
+def test_workers_import_through_the_drivers_sys_path(executor: ProcessesExecutor, track_folder: Path) -> None:
+    assert str(track_folder) not in os.environ.get("PYTHONPATH", "")
+    [result] = run_all(executor, [task(0, x=3)]).values()
+    assert result.status == "ok", result.error
+    assert result.provenance["track_file"] == str(track_folder / f"{MODULE}.py")
+
+
+def test_a_dead_worker_fails_its_job_and_later_jobs_run_in_new_workers(executor: ProcessesExecutor) -> None:
+    before = {r.provenance["pid"] for r in run_all(executor, [task(0, x=1)]).values()}
+    [failed] = run_all(executor, [task(1, x=2, crash_always=True)]).values()
+    assert failed.status == "failed"
+    assert failed.error.startswith(DIED), failed.error
+    assert "\n" not in failed.error
+    after = run_all(executor, [task(2, x=3), task(3, x=4)])
+    assert [r.status for r in after.values()] == ["ok", "ok"], [r.error for r in after.values()]
+    assert before.isdisjoint(r.provenance["pid"] for r in after.values()), "the broken pool's worker ran again"
+
+
+def test_a_death_fails_only_the_job_that_died(executor: ProcessesExecutor) -> None:
+    """A job running beside the one whose worker dies finishes ok: nothing of it was lost."""
+    dying, beside = task(0, x=1, crash_always=True), task(1, x=5, sleep=1.0)  # still running when the other worker dies
+    results = run_all(executor, [dying, beside])
+    assert results[dying.job.key].status == "failed" and results[dying.job.key].error.startswith(DIED)
+    assert results[beside.job.key].status == "ok", results[beside.job.key].error
+    assert results[beside.job.key].metrics == run_all(SerialExecutor(), [beside])[beside.job.key].metrics
+
+
+def test_a_killed_run_goes_on_and_its_resume_equals_the_serial_run(executor: ProcessesExecutor, example_track: None, tmp_path: Path) -> None:
+    """The example track's test hook SIGKILLs the worker of the first job to run: that job is stored failed, the others ok; a resume reruns it."""
+    from bench import runner
+    from bench import spec as specs
+    from bench.reporting import load_run
+
+    example = TRACKS.create("example")
+
+    def build(**fields: Any) -> Any:
+        raw = {"track": "example", "steps": 100, **fields}
+        return specs.build(specs.merge(example.default_spec(raw), raw, {}), base_dir=tmp_path)
+
+    serial = runner.run(build(), tmp_path / "serial")
+    marker = tmp_path / "killed-once"
+    killed_spec = build(die_once=str(marker))
+    killed = runner.run(killed_spec, tmp_path / "processes", executor=executor)
+    assert marker.exists(), "no worker was killed"
+    assert killed.failed, "the killed job is not recorded"
+    assert all(record.error.startswith(DIED) for record in killed.failed), [record.error for record in killed.failed]
+    assert killed.ran == killed.planned  # every planned job came back: the run went on after the death
+    resumed = runner.run(killed_spec, tmp_path / "processes", executor=executor)
+    assert resumed.failed == [] and resumed.ran == len(killed.failed) + (serial.planned - killed.planned)  # the failed ones, then round 2
+    with sqlite3.connect(tmp_path / "processes" / "results.db") as db:
+        assert db.execute("SELECT count(*), count(DISTINCT key) FROM jobs WHERE status = 'ok'").fetchone() == (serial.planned, serial.planned)
+
+    def cells(folder: str) -> list[dict]:
+        return [{k: v for k, v in c.items() if k != "seconds"} for c in load_run(tmp_path / folder).cells]
+
+    assert cells("processes") == cells("serial")
+
+
+def test_bench_run_executor_processes_gives_the_serial_leaderboard(example_track: None, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    config = tmp_path / "spec.toml"
+    config.write_text(EXAMPLE_SPEC)
+    for name in ("serial", "processes"):
+        assert main(["run", "--config", str(config), "--executor", name, "--out", str(tmp_path / name), "-q"]) == 0
+    with sqlite3.connect(tmp_path / "processes" / "results.db") as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'executor'").fetchone() == ('"processes"',)
+    reports = []
+    for name in ("serial", "processes"):
+        capsys.readouterr()
+        assert main(["report", str(tmp_path / name), "--format", "json"]) == 0
+        reports.append([{k: v for k, v in c.items() if k != "seconds"} for c in json.loads(capsys.readouterr().out)["cells"]])
+    assert reports[0] == reports[1]
+    assert all(c["status"] == "ok" for c in reports[1])
+
+
+def test_the_spec_names_the_processes_executor(tmp_path: Path) -> None:
+    config = tmp_path / "spec.toml"
+    config.write_text('[executor]\nname = "processes"\nworkers = 2\nnum_cpus = 1\n')
+    spec = spec_from(config=config)
+    assert (spec.executor.name, spec.executor.workers, spec.executor.num_cpus) == ("processes", 2, 1)
+
+
+def test_an_unknown_executor_lists_processes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    config = tmp_path / "spec.toml"
+    config.write_text('[executor]\nname = "procs"\n')
+    assert main(["run", "--config", str(config), "--out", str(tmp_path / "run"), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: spec.executor.name: must be one of serial, processes, ray, got 'procs'"), err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "run").exists()
+    assert main(["run", "--executor", "threads", "--out", str(tmp_path / "run"), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "invalid choice: 'threads'" in err and "'processes'" in err, err

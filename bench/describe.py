@@ -79,8 +79,10 @@ def spec_toml(track_name: str) -> str:
     if track.replicates:
         header["seeds"] = built.seeds
     header.update({"device": built.device, "batch_size": built.batch_size})
-    section = {name: getattr(built, name) for name in track.fields if not isinstance(getattr(built, name), tuple)}  # plain values
-    tables = {k: v for k, v in raw.items() if k not in HEADER and k not in section}
-    document = {**{k: v for k, v in header.items() if v is not None}, **section, "training": dataclasses.asdict(built.training), **tables}
+    plain = {name: getattr(built, name) for name in track.fields if not isinstance(getattr(built, name), tuple)}
+    section = {k: v for k, v in plain.items() if v is not None}  # TOML has no null: a field left out is its default
+    tables = {k: v for k, v in raw.items() if k not in HEADER and k not in plain}
+    executor = {"executor": raw["executor"]} if "executor" in raw else {}  # where the default runs (results do not depend on it)
+    document = {**{k: v for k, v in header.items() if v is not None}, **section, "training": dataclasses.asdict(built.training), **executor, **tables}
     head = f"# the default spec of the {track_name} track: bench run --config THIS_FILE runs what `bench run --track {track_name}` runs\n"
     return head + tomli_w.dumps(document)

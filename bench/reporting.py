@@ -118,6 +118,7 @@ def html_page(run: RunData) -> str:
         provenance=provenance(run),
         checks=[record_dict(r) for r in run.records if r.key not in cell_keys(run.cells)],
         tables=run.track.tables(run.cells),
+        quotes=run.track.summary(run.cells) if run.cells else (),
         plots_title=run.track.plots_title,
         stored_jobs=[r.status for r in run.records],
     )

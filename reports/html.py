@@ -146,6 +146,10 @@ def _tables(cells: Sequence[Mapping[str, Any]], *, worst_case: str, explanations
     return "\n".join(parts)
 
 
+def _quotes(lines: Sequence[str]) -> str:
+    return f'<ul class="summary">{"".join(f"<li>{html.escape(line)}</li>" for line in lines)}</ul>\n' if lines else ""
+
+
 def _own_tables(tables: Sequence[Table]) -> str:
     """A track's own tables, sortable like the robustness ones (numbers sort by value)."""
     parts = []
@@ -250,11 +254,13 @@ def leaderboard_html(
     provenance: Mapping[str, Any] | None = None,
     checks: Sequence[Mapping[str, Any]] = (),
     tables: Sequence[Table] | None = None,
+    quotes: Sequence[str] = (),
     plots_title: str = "Robustness curves",
     stored_jobs: Sequence[str] | None = None,
 ) -> str:
     """The whole page as one string; ``checks`` are stored jobs that are not leaderboard cells (sanity checks, certification).
 
+    ``quotes``: the track's quotable sentences (``Track.summary``), listed above the tables.
     ``stored_jobs``: the status of every job in the store, which the header counts as ``bench run`` does
     (its ``N jobs: ...`` line); without it, the jobs the cells were rendered from and ``checks``.
     """
@@ -270,7 +276,7 @@ def leaderboard_html(
             leaderboard += f'\n<p class="note">{html.escape(footnote(cells))} Click a column header to sort.</p>\n'
             recipes = "; ".join(f"<b>{html.escape(d)}</b>: {html.escape(r)}" for d, r in training_recipes(cells))
             leaderboard += f'<p class="note">Training-time defenses were trained here with: {recipes}.</p>\n' if recipes else ""
-        leaderboard += _flags_and_failures(cells, explanations=explanations)
+        leaderboard = _quotes(quotes) + leaderboard + _flags_and_failures(cells, explanations=explanations)
         leaderboard += _checks(checks, explanations=explanations)
     else:
         leaderboard = '<p class="muted">No results yet.</p>'

@@ -18,6 +18,7 @@ h2 { font-size: 20px; margin: 32px 0 8px; border-bottom: 1px solid var(--line); 
 h3 { font-size: 16px; margin: 20px 0 8px; }
 nav a { margin-right: 16px; color: var(--accent); text-decoration: none; }
 .muted, .note { color: var(--muted); }
+ul.summary { font-size: 16px; margin: 8px 0 16px; padding-left: 22px; }
 .note { font-size: 13px; }
 table { border-collapse: collapse; width: 100%; margin: 4px 0 8px; font-size: 14px; font-variant-numeric: tabular-nums; }
 th, td { padding: 4px 6px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; overflow-wrap: anywhere; }

@@ -160,6 +160,10 @@ class Track(ABC):
         """Plots saved as ``<name>.png`` in the run folder whenever its reports are written; none by default."""
         return []
 
+    def summary(self, cells: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Sentences a reader can quote, shown above the tables of the HTML page; none by default."""
+        return []
+
     def tables(self, cells: Sequence[Mapping[str, Any]]) -> list[Any] | None:
         """The leaderboard as ``reports.leaderboard.Table`` values (HTML, LaTeX, markdown); None: the robustness tables."""
         return None

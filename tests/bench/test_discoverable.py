@@ -10,17 +10,18 @@ from bench.cli import main
 from bench.spec import spec_from
 
 
-@pytest.mark.parametrize("track", ["adversarial", "uncertainty"])
+@pytest.mark.parametrize("track", ["adversarial", "uncertainty", "random-labels"])
 def test_bench_spec_prints_the_default_spec_as_toml_that_runs_the_same(track, tmp_path, capsys):
     assert main(["spec", "--track", track]) == 0
     text = capsys.readouterr().out
     raw = tomllib.loads(text)  # valid TOML
-    for field in ("track", "dataset", "seed", "device", "batch_size", "training", "models", "attacks"):
+    for field in ("track", "dataset", "seed", "device", "batch_size", "training", "models", "attacks" if track != "random-labels" else "corruptions"):
         assert field in raw, field
     assert set(raw["training"]) == {"epochs", "lr", "batch_size", "weight_decay", "optimizer"}  # every training field, defaults included
     path = tmp_path / "spec.toml"
     path.write_text(text)
     assert spec_from(config=path).canonical() == spec_from(track=track).canonical()  # the file is the default, field for field
+    assert spec_from(config=path).executor == spec_from(track=track).executor  # and runs where the default runs
 
 
 def test_bench_spec_names_an_unknown_track_in_one_line(capsys):

@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import sqlite3
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -105,17 +106,35 @@ def executor(track_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         assert not [w.pid for w in workers if w.is_alive()], "close() leaves worker processes running"
 
 
-@pytest.fixture
-def example_track() -> Iterator[None]:
-    """The example track (tests/example_track.py) registered for one test, as its plugin entry point would."""
+@pytest.fixture(scope="module")
+def serial_example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The example track (tests/example_track.py, registered as its plugin entry point would) run serially with EXAMPLE_SPEC: the reference."""
     registered = "example" not in TRACKS
     if registered:
         TRACKS.register("example", "tests.example_track:ExampleTrack")
+    folder = tmp_path_factory.mktemp("example")
+    (folder / "spec.toml").write_text(EXAMPLE_SPEC)
     try:
-        yield
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("BENCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+            assert main(["run", "--config", str(folder / "spec.toml"), "--executor", "serial", "--out", str(folder / "serial"), "-q"]) == 0
+        yield folder
     finally:
         if registered:  # other tests see the registry as the package leaves it
             TRACKS._entries.pop("example", None)
+
+
+def cells(run_dir: Path) -> list[dict]:
+    """A run's leaderboard cells, less their wall times."""
+    from bench.reporting import load_run
+
+    return [{k: v for k, v in c.items() if k != "seconds"} for c in load_run(run_dir).cells]
+
+
+def ok_jobs(run_dir: Path) -> tuple[int, int]:
+    """Jobs stored ok, and distinct keys among them."""
+    with sqlite3.connect(run_dir / "results.db") as db:
+        return db.execute("SELECT count(*), count(DISTINCT key) FROM jobs WHERE status = 'ok'").fetchone()
 
 
 def test_same_results_as_serial_from_two_worker_processes(executor: ProcessesExecutor) -> None:
@@ -162,51 +181,51 @@ def test_a_death_fails_only_the_job_that_died(executor: ProcessesExecutor) -> No
     assert results[beside.job.key].metrics == run_all(SerialExecutor(), [beside])[beside.job.key].metrics
 
 
-def test_a_killed_run_goes_on_and_its_resume_equals_the_serial_run(executor: ProcessesExecutor, example_track: None, tmp_path: Path) -> None:
-    """The example track's test hook SIGKILLs the worker of the first job to run: that job is stored failed, the others ok; a resume reruns it."""
+def test_a_worker_that_dies_while_the_driver_is_busy_never_stops_the_run(tmp_path: Path) -> None:
+    """The next submit after a death the driver has not yet seen (it was storing another job) still runs its job."""
+    marker = tmp_path / "died"
+    dying, later = task(0, x=1, crash_once=str(marker)), task(1, x=2)
+    returned: dict[str, JobResult] = {}
+    with make_executor(ExecutorSpec(name="processes", workers=2)) as processes:  # its own: a broken one must not spoil the module's
+        processes.submit(dying)
+        for _ in range(1200):  # the worker spawns (imports torch), then touches the marker and kills itself
+            if marker.exists():
+                break
+            time.sleep(0.1)
+        assert marker.exists(), "the job never ran"
+        time.sleep(1.0)  # the death happens while nobody waits
+        processes.submit(later)
+        while len(returned) < 2:
+            returned.update((t.job.key, result) for t, result in processes.wait())
+    assert returned[dying.job.key].status == "failed" and returned[dying.job.key].error.startswith(DIED)
+    assert returned[later.job.key].status == "ok", returned[later.job.key].error
+
+
+def test_bench_run_executor_processes_gives_the_serial_leaderboard(serial_example: Path) -> None:
+    out = serial_example / "processes"
+    assert main(["run", "--config", str(serial_example / "spec.toml"), "--executor", "processes", "--out", str(out), "-q"]) == 0
+    with sqlite3.connect(out / "results.db") as db:
+        assert json.loads(db.execute("SELECT value FROM meta WHERE key = 'executor'").fetchone()[0]) == "processes"
+    assert cells(out) == cells(serial_example / "serial")
+    assert all(c["status"] == "ok" for c in cells(out))
+
+
+def test_a_killed_run_goes_on_and_its_resume_equals_the_serial_run(executor: ProcessesExecutor, serial_example: Path, tmp_path: Path) -> None:
+    """The example track's test hook SIGKILLs the worker of the first job to run: it is stored failed, the run goes on; a resume reruns it."""
     from bench import runner
-    from bench import spec as specs
-    from bench.reporting import load_run
 
-    example = TRACKS.create("example")
-
-    def build(**fields: Any) -> Any:
-        raw = {"track": "example", "steps": 100, **fields}
-        return specs.build(specs.merge(example.default_spec(raw), raw, {}), base_dir=tmp_path)
-
-    serial = runner.run(build(), tmp_path / "serial")
-    marker = tmp_path / "killed-once"
-    killed_spec = build(die_once=str(marker))
-    killed = runner.run(killed_spec, tmp_path / "processes", executor=executor)
-    assert marker.exists(), "no worker was killed"
-    assert killed.failed, "the killed job is not recorded"
+    (tmp_path / "spec.toml").write_text('die_once = "killed-once"\n' + EXAMPLE_SPEC)
+    spec = spec_from(config=tmp_path / "spec.toml")
+    out = tmp_path / "processes"
+    killed = runner.run(spec, out, executor=executor)
+    assert (tmp_path / "killed-once").exists(), "no worker was killed"
+    assert killed.failed, "the killed job is not stored failed"
     assert all(record.error.startswith(DIED) for record in killed.failed), [record.error for record in killed.failed]
-    assert killed.ran == killed.planned  # every planned job came back: the run went on after the death
-    resumed = runner.run(killed_spec, tmp_path / "processes", executor=executor)
-    assert resumed.failed == [] and resumed.ran == len(killed.failed) + (serial.planned - killed.planned)  # the failed ones, then round 2
-    with sqlite3.connect(tmp_path / "processes" / "results.db") as db:
-        assert db.execute("SELECT count(*), count(DISTINCT key) FROM jobs WHERE status = 'ok'").fetchone() == (serial.planned, serial.planned)
-
-    def cells(folder: str) -> list[dict]:
-        return [{k: v for k, v in c.items() if k != "seconds"} for c in load_run(tmp_path / folder).cells]
-
-    assert cells("processes") == cells("serial")
-
-
-def test_bench_run_executor_processes_gives_the_serial_leaderboard(example_track: None, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    config = tmp_path / "spec.toml"
-    config.write_text(EXAMPLE_SPEC)
-    for name in ("serial", "processes"):
-        assert main(["run", "--config", str(config), "--executor", name, "--out", str(tmp_path / name), "-q"]) == 0
-    with sqlite3.connect(tmp_path / "processes" / "results.db") as db:
-        assert db.execute("SELECT value FROM meta WHERE key = 'executor'").fetchone() == ('"processes"',)
-    reports = []
-    for name in ("serial", "processes"):
-        capsys.readouterr()
-        assert main(["report", str(tmp_path / name), "--format", "json"]) == 0
-        reports.append([{k: v for k, v in c.items() if k != "seconds"} for c in json.loads(capsys.readouterr().out)["cells"]])
-    assert reports[0] == reports[1]
-    assert all(c["status"] == "ok" for c in reports[1])
+    assert killed.ran == killed.planned  # every job of round 1 came back: the run went on after the death
+    resumed = runner.run(spec, out, executor=executor)
+    assert resumed.failed == []
+    assert ok_jobs(out) == ok_jobs(serial_example / "serial")  # every job once, round 2 included
+    assert cells(out) == cells(serial_example / "serial")
 
 
 def test_the_spec_names_the_processes_executor(tmp_path: Path) -> None:

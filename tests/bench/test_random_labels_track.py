@@ -76,6 +76,10 @@ def test_an_overparameterized_mlp_memorizes_random_labels_and_generalizes_on_tru
     assert true["test_accuracy"] > half["test_accuracy"] > random["test_accuracy"]  # test accuracy falls with the noise
     board = (tiny / "run" / "leaderboard.md").read_text()
     assert "- mlp(hidden=512) fits random labels (" in board and "slower than true labels" in board
+    page = (tiny / "run" / "leaderboard.html").read_text()
+    assert '<ul class="summary"><li>mlp(hidden=512) fits random labels (' in page  # the quotable line heads the HTML page too
+    for figure in ("learning-curves-", "time-to-fit-", "test-error-", "clean-vs-corrupted-"):
+        assert f'id="plot-{figure}' in page
 
 
 def test_the_learning_curve_and_the_corrupted_subset_are_stored(tiny):

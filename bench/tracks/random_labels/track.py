@@ -217,6 +217,11 @@ class RandomLabelsTrack(Track):
 
         return random_labels_markdown(cells)
 
+    def summary(self, cells: Sequence[Mapping[str, Any]]) -> list[str]:
+        from reports.random_labels import summary_lines
+
+        return summary_lines(cells)
+
     def tables(self, cells: Sequence[Mapping[str, Any]]) -> list[Any] | None:
         from reports.random_labels import tables
 

@@ -71,7 +71,7 @@ def small_cnn(
     )
 
 
-@MODELS.register("mlp", description="a two-hidden-layer perceptron on the flattened image")
+@MODELS.register("mlp", description="a multilayer perceptron on the flattened image (two hidden layers by default)")
 def mlp(
     *,
     input_shape: Sequence[int],
@@ -79,23 +79,18 @@ def mlp(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     hidden: int = 256,  # units of each hidden layer
+    depth: int = 2,  # hidden layers (Zhang et al. 2017 use 1x512 and 3x512)
     dropout: float = 0.0,  # dropout after each hidden layer (MC dropout needs > 0)
 ) -> nn.Module:
-    _check(hidden=hidden, dropout=dropout)
+    _check(hidden=hidden, depth=depth, dropout=dropout)
     features = 1
     for size in input_shape:
         features *= size
-    return nn.Sequential(
-        Normalize(*_stats(input_shape[0], mean, std)),
-        nn.Flatten(),
-        nn.Linear(features, hidden),
-        nn.ReLU(),
-        nn.Dropout(dropout),
-        nn.Linear(hidden, hidden),
-        nn.ReLU(),
-        nn.Dropout(dropout),
-        nn.Linear(hidden, num_classes),
-    )
+    layers: list[nn.Module] = [Normalize(*_stats(input_shape[0], mean, std)), nn.Flatten()]
+    for _ in range(depth):
+        layers += [nn.Linear(features, hidden), nn.ReLU(), nn.Dropout(dropout)]
+        features = hidden
+    return nn.Sequential(*layers, nn.Linear(features, num_classes))
 
 
 @MODELS.register("cnn1d", description="three strided 1-D conv layers over the flattened signal, then a dense layer (MNIST-1D's CNN)")

@@ -15,7 +15,8 @@ seeds. A figure with nothing to draw is left out.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from reports.plots import _STYLE, Plot, legend_outside, plain, slug
@@ -58,32 +59,42 @@ def _errors(means: Sequence[float], intervals: Sequence[Sequence[float] | None])
     return [below, above]
 
 
-def learning_curves(cells: Sequence[Mapping[str, Any]]) -> list[Plot]:
-    """Per model x regularizers x dataset: training loss against epoch, a line per corruption and p (mean over the seeds still training)."""
+@contextmanager
+def _frame(title: str, *, height: float = 4.0, epochs: bool = False) -> Iterator[tuple[Any, Any, dict[str, Any]]]:
+    """A one-axes figure in the page's style; after the caller draws: integer epochs on x (``epochs``), a grid, the title,
+    and the legend outside, with the options the caller left in the yielded dict."""
     import matplotlib
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
+    with matplotlib.rc_context(_STYLE):
+        figure = Figure(figsize=(7.2, height), layout="constrained")
+        axes = figure.add_subplot()
+        legend: dict[str, Any] = {"fontsize": 8}
+        yield figure, axes, legend
+        if epochs:
+            axes.set_xlabel("epoch")
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.grid(True, alpha=0.3)
+        axes.set_title(plain(title), fontsize=10)
+        legend_outside(figure, axes, **legend)
+
+
+def learning_curves(cells: Sequence[Mapping[str, Any]]) -> list[Plot]:
+    """Per model x regularizers x dataset: training loss against epoch, a line per corruption and p (mean over the seeds still training)."""
     plots = []
     for (model, regularizers, dataset), members in groups(cells).items():
         drawn = [c for c in _ok(members) if (c.get("series") or {}).get("loss")]
         if not drawn:
             continue
         who = name(model, regularizers, dataset, with_dataset=True)
-        with matplotlib.rc_context(_STYLE):
-            figure = Figure(figsize=(7.2, 4.0), layout="constrained")
-            axes = figure.add_subplot()
+        with _frame(f"{who}: training loss", epochs=True) as (figure, axes, _):
             for cell in drawn:
                 series = cell["series"]
                 loss = [math.nan if v is None else v for v in series["loss"]]
                 axes.plot(series["epoch"], loss, linewidth=1.4, label=plain(cell["attack"]))
-            axes.set_xlabel("epoch")
-            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
             axes.set_ylabel("training loss (mean over the seeds still training)")
             axes.set_ylim(bottom=0)
-            axes.grid(True, alpha=0.3)
-            axes.set_title(plain(f"{who}: training loss"), fontsize=10)
-            legend_outside(figure, axes, fontsize=8)
         plots.append(Plot(f"learning-curves-{slug(dataset)}-{slug(model)}-{slug(regularizers)}", f"Learning curves: {who}", figure))
     return plots
 
@@ -93,9 +104,6 @@ def time_to_fit(cells: Sequence[Mapping[str, Any]]) -> list[Plot]:
 
     A point where some seed did not fit is drawn as an x at the epoch budget (a lower bound, not a measurement).
     """
-    import matplotlib
-    from matplotlib.figure import Figure
-
     plots = []
     for dataset, members in _datasets(cells).items():
         if all(c["metrics"]["fit_rate"] == 0 for c in members):
@@ -106,10 +114,7 @@ def time_to_fit(cells: Sequence[Mapping[str, Any]]) -> list[Plot]:
         single = len({(c["model"], c["regularizers"]) for c in members}) == 1
         colors: dict[tuple[str, str], str] = {}
         unfit = False  # a label-noise point not fit: one legend entry for its x
-        note: dict[str, Any] = {}  # the legend's title, when a point was not fit
-        with matplotlib.rc_context(_STYLE):
-            figure = Figure(figsize=(7.2, 4.2), layout="constrained")
-            axes = figure.add_subplot()
+        with _frame(f"{dataset}: time to fit the training set", height=4.2) as (figure, axes, legend):
             for label, points in lines.items():
                 means = [math.nan if c["metrics"]["epochs_to_fit"] is None else c["metrics"]["epochs_to_fit"] for c in points]
                 errors = _errors(means, [c["metrics"]["interval"]["epochs_to_fit"] for c in points])
@@ -119,7 +124,7 @@ def time_to_fit(cells: Sequence[Mapping[str, Any]]) -> list[Plot]:
                 budget = [c for c in points if c["metrics"]["epochs_to_fit"] is None]
                 if budget:
                     unfit = True
-                    note = _NOT_FIT
+                    legend.update(_NOT_FIT)  # the legend's title, when a point was not fit
                     axes.plot([c["p"] for c in budget], [c["metrics"]["training"]["max_epochs"] for c in budget], "x", color=color, markersize=7)
             for cell in inputs:
                 color = colors.setdefault((cell["model"], cell["regularizers"]), f"C{len(colors) % 10}")
@@ -128,7 +133,7 @@ def time_to_fit(cells: Sequence[Mapping[str, Any]]) -> list[Plot]:
                 epochs = cell["metrics"]["epochs_to_fit"]
                 style = {"marker": markers[cell["corruption"]], "linestyle": "none", "markersize": 7, "color": color, "markerfacecolor": "none"}
                 if epochs is None:
-                    note = _NOT_FIT
+                    legend.update(_NOT_FIT)
                     budget = cell["metrics"]["training"]["max_epochs"]
                     axes.plot([cell["p"]], [budget], **style, label=plain(f"{label} (p = {cell['p']:g}), not fit*"))
                     continue
@@ -140,27 +145,19 @@ def time_to_fit(cells: Sequence[Mapping[str, Any]]) -> list[Plot]:
             axes.set_ylabel("epochs to fit (mean over seeds)")
             axes.set_xlim(-0.05, 1.05)
             axes.set_ylim(bottom=0)
-            axes.grid(True, alpha=0.3)
-            axes.set_title(plain(f"{dataset}: time to fit the training set"), fontsize=10)
-            legend_outside(figure, axes, fontsize=8, **note)
         plots.append(Plot(f"time-to-fit-{slug(dataset)}", f"Time to fit against label noise: {dataset}", figure))
     return plots
 
 
 def error_vs_p(cells: Sequence[Mapping[str, Any]]) -> list[Plot]:
     """Per dataset: test error (against true labels) against label noise p, a line per model with t-intervals, chance level dashed."""
-    import matplotlib
-    from matplotlib.figure import Figure
-
     plots = []
     for dataset, members in _datasets(cells).items():
         lines = _lines(members)
         if not lines:
             continue
         classes = next((c["metrics"]["training"]["classes"] for c in members if c["metrics"]["training"]["classes"]), DEFAULT_CLASSES)
-        with matplotlib.rc_context(_STYLE):
-            figure = Figure(figsize=(7.2, 4.2), layout="constrained")
-            axes = figure.add_subplot()
+        with _frame(f"{dataset}: test error against label noise", height=4.2) as (figure, axes, _):
             for label, points in lines.items():
                 errors = [100 * (1 - c["metrics"]["test_accuracy"]) for c in points]
                 intervals = [None if (i := c["metrics"]["interval"]["test_accuracy"]) is None else [100 * (1 - i[1]), 100 * (1 - i[0])] for c in points]
@@ -171,40 +168,26 @@ def error_vs_p(cells: Sequence[Mapping[str, Any]]) -> list[Plot]:
             axes.set_ylabel("test error on true labels (%)")
             axes.set_xlim(-0.05, 1.05)
             axes.set_ylim(0, 100)
-            axes.grid(True, alpha=0.3)
-            axes.set_title(plain(f"{dataset}: test error against label noise"), fontsize=10)
-            legend_outside(figure, axes, fontsize=8)
         plots.append(Plot(f"test-error-{slug(dataset)}", f"Test error against label noise: {dataset}", figure))
     return plots
 
 
 def clean_vs_corrupted(cells: Sequence[Mapping[str, Any]]) -> list[Plot]:
     """Per model x regularizers x dataset, for each 0 < p < 1: the share of clean (solid) and corrupted (dashed) training points fit, by epoch."""
-    import matplotlib
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
     plots = []
     for (model, regularizers, dataset), members in groups(cells).items():
         drawn = [c for c in _ok(members) if 0 < c["p"] < 1 and c["series"].get("clean_fit") and c["series"].get("corrupted_fit")]
         if not drawn:
             continue
         who = name(model, regularizers, dataset, with_dataset=True)
-        with matplotlib.rc_context(_STYLE):
-            figure = Figure(figsize=(7.2, 4.0), layout="constrained")
-            axes = figure.add_subplot()
+        with _frame(f"{who}: clean points first?", epochs=True) as (figure, axes, _):
             for index, cell in enumerate(drawn):
                 series, color = cell["series"], f"C{index % 10}"
                 for key, style, group in (("clean_fit", "-", "clean"), ("corrupted_fit", "--", "corrupted")):
                     values = _percent(series[key])
                     axes.plot(series["epoch"], values, style, color=color, linewidth=1.5, label=plain(f"{cell['attack']}: {group} points"))
-            axes.set_xlabel("epoch")
-            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
             axes.set_ylabel("training points predicted as their training label (%)")
             axes.set_ylim(-2, 102)
-            axes.grid(True, alpha=0.3)
-            axes.set_title(plain(f"{who}: clean points first?"), fontsize=10)
-            legend_outside(figure, axes, fontsize=8)
         plots.append(Plot(f"clean-vs-corrupted-{slug(dataset)}-{slug(model)}-{slug(regularizers)}", f"Clean and corrupted points fit: {who}", figure))
     return plots
 

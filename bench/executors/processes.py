@@ -1,25 +1,29 @@
 """Tasks spread over worker processes of this machine: every core busy without a cluster.
 
-``[executor] name = "processes"`` starts ``workers`` processes (default: the
-CPUs over ``num_cpus``), each running tasks through ``bench.worker.execute``
-with ``num_cpus`` torch threads and a ``Cache`` of its own that lasts across
-its tasks. Processes are started with ``spawn`` (a forked child of a process
-that ran OpenMP can hang) and get the driver's ``sys.path`` and the
-environment. A worker that dies fails the task it ran, and the pool is made
-anew for the tasks still to come; ``wait`` never raises. The driver alone
+``[executor] name = "processes"`` keeps up to ``workers`` processes (default:
+the CPUs over ``num_cpus``), each running tasks through
+``bench.worker.execute`` with ``num_cpus`` torch threads and a ``Cache`` of
+its own that lasts across its tasks. Each worker has its own pipe: the driver
+sends it one task, waits on every pipe and every process at once
+(``multiprocessing.connection.wait``), and reads the result back. A worker
+that dies (killed, out of memory) fails only the job it ran; it is replaced
+for the jobs still to come, and ``wait`` never raises. Processes are started
+with ``spawn`` (a forked child of a process that ran OpenMP can hang) and get
+the driver's ``sys.path`` as it was when they started. The driver alone
 writes the store, as with every executor, so results equal the serial
 executor's: each job is a pure function of its task.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as futures
 import contextlib
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import sys
 import time
+from collections import deque
 from typing import Any
 
 from bench.errors import one_line
@@ -31,82 +35,111 @@ log = logging.getLogger(__name__)
 
 POLL_S = 1.0  # how long one wait blocks, so that the driver stays responsive to Ctrl-C
 
-# The memo of the worker process this module is imported in, made by its initializer (the driver never fills it).
-_CACHE: Cache | None = None
 
-
-def _start_worker(path: list[str], threads: int) -> None:
-    """A new worker: the driver's import path, its torch threads, an empty memo."""
+def _serve(conn: Any, path: list[str], threads: int) -> None:
+    """A worker: the driver's import path and torch threads, one Cache for its life; a task in, a result out, until the pipe closes."""
     import torch
 
-    global _CACHE
     sys.path[:] = path
     torch.set_num_threads(threads)
-    _CACHE = Cache()
+    cache = Cache()
+    while True:
+        try:
+            task, track = conn.recv()
+        except (EOFError, OSError):
+            return
+        if track is not None and task.track not in TRACKS:
+            TRACKS.register(task.track, track)
+        result = execute(task, cache)
+        try:
+            conn.send(result)
+        except Exception as error:  # a result that does not pickle: the job's failure
+            conn.send(JobResult(status="failed", error=f"its result could not be sent back: {one_line(error)}", seconds=result.seconds))
 
 
-def _run(task: Task, track: str | None) -> JobResult:
-    if track is not None and task.track not in TRACKS:
-        TRACKS.register(task.track, track)
-    return execute(task, _CACHE if _CACHE is not None else Cache())
+class _Worker:
+    """One worker process, its end of the pipe, and the task it runs (None: idle)."""
+
+    def __init__(self, context: Any, path: list[str], threads: int) -> None:
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child, path, threads), daemon=True)
+        self.process.start()
+        child.close()
+        self.task: tuple[Task, float] | None = None
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.close()
+        with contextlib.suppress(Exception):
+            self.process.terminate()
+            self.process.join(timeout=5)
 
 
 class ProcessesExecutor(Executor):
-    """Runs each task in one of ``slots`` worker processes of this machine."""
+    """Runs each task in one of ``slots`` worker processes of this machine, started as tasks come."""
 
     def __init__(self, spec: Any) -> None:
         self.spec = spec
         self.threads = max(1, int(spec.num_cpus))
         self.slots = int(spec.workers) if spec.workers is not None else max(1, (os.cpu_count() or 1) // self.threads)
-        self._pool: futures.ProcessPoolExecutor | None = None
-        self._in_flight: dict[futures.Future, tuple[Task, float]] = {}
+        self._context = multiprocessing.get_context("spawn")
+        self._workers: list[_Worker] = []
+        self._queue: deque[tuple[Task, float]] = deque()
+        self._finished: list[tuple[Task, JobResult]] = []
         self._tracks: dict[str, str | None] = {}
-
-    def _workers(self) -> futures.ProcessPoolExecutor:
-        if self._pool is None:
-            context = multiprocessing.get_context("spawn")
-            self._pool = futures.ProcessPoolExecutor(self.slots, mp_context=context, initializer=_start_worker, initargs=(list(sys.path), self.threads))
-            log.info("processes: %d workers with %d torch thread(s) each", self.slots, self.threads)
-        return self._pool
 
     def submit(self, task: Task) -> None:
         if task.track not in self._tracks:
             self._tracks[task.track] = track_path(task.track)
-        future = self._workers().submit(_run, task, self._tracks[task.track])
-        self._in_flight[future] = (task, time.perf_counter())
+        self._queue.append((task, time.perf_counter()))
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        while self._queue:
+            idle = next((w for w in self._workers if w.task is None), None)
+            if idle is None and len(self._workers) < self.slots:
+                idle = _Worker(self._context, list(sys.path), self.threads)
+                self._workers.append(idle)
+            if idle is None:
+                return
+            task, submitted = self._queue.popleft()
+            try:
+                idle.conn.send((task, self._tracks[task.track]))
+            except Exception as error:  # a task that does not pickle
+                self._finished.append((task, JobResult(status="failed", error=f"could not run it in a worker process: {one_line(error)}")))
+                continue
+            idle.task = (task, submitted)
 
     def wait(self) -> list[tuple[Task, JobResult]]:
-        if not self._in_flight:
+        busy = [w for w in self._workers if w.task is not None]
+        if not busy and not self._finished:
             raise RuntimeError("wait() with no task submitted")
-        done: set[futures.Future] = set()
-        while not done:
-            done, _ = futures.wait(self._in_flight, timeout=POLL_S, return_when=futures.FIRST_COMPLETED)
-        finished = []
-        for future in done:
-            task, submitted = self._in_flight.pop(future)
-            finished.append((task, self._result(future, task, submitted)))
+        while busy and not self._finished:
+            ready = set(multiprocessing.connection.wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=POLL_S))
+            for worker in busy:
+                if worker.conn not in ready and worker.process.sentinel not in ready:
+                    continue
+                task, submitted = worker.task
+                worker.task = None
+                try:
+                    result = worker.conn.recv()
+                except (EOFError, OSError):  # died mid-job: this job fails, the worker is replaced
+                    worker.process.join(timeout=5)
+                    message = f"the worker process running it died (exit code {worker.process.exitcode})"
+                    log.warning("job %s failed: %s", dict(task.job.labels), message)
+                    result = JobResult(status="failed", error=message, seconds=time.perf_counter() - submitted)
+                    worker.stop()
+                    self._workers.remove(worker)
+                self._finished.append((task, result))
+            busy = [w for w in self._workers if w.task is not None]
+        finished, self._finished = self._finished, []
+        self._dispatch()
         return finished
 
-    def _result(self, future: futures.Future, task: Task, submitted: float) -> JobResult:
-        try:
-            return future.result()
-        except Exception as error:  # the worker died (killed, out of memory) or the task did not pickle: this job fails, the run goes on
-            if isinstance(error, futures.process.BrokenProcessPool):
-                self._pool = None  # broken for good: the next submit starts a new one
-                message = f"the worker process running it died: {one_line(error)}"
-            else:
-                message = f"could not run it in a worker process: {one_line(error)}"
-            log.warning("job %s failed: %s", dict(task.job.labels), message)
-            return JobResult(status="failed", error=message, seconds=time.perf_counter() - submitted)
-
     def close(self) -> None:
-        """Cancel what waits, stop the workers (a worker mid-job is terminated: its job is not stored and runs again on resume)."""
-        pool, self._pool = self._pool, None
-        self._in_flight.clear()
-        if pool is None:
-            return
-        processes = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            with contextlib.suppress(Exception):
-                process.terminate()
+        """Stop every worker (one mid-job is terminated: its job is not stored and runs again on resume)."""
+        workers, self._workers = self._workers, []
+        self._queue.clear()
+        self._finished.clear()
+        for worker in workers:
+            worker.stop()

@@ -86,8 +86,10 @@ def test_zoo_models_give_logits_for_each_input_shape(name, shape):
 def test_zoo_models_take_their_own_parameters():
     wide = build("small-cnn", width=8, hidden=16)
     assert wide[1].out_channels == 8 and wide[-1].in_features == 16
-    with pytest.raises(UserError, match="unknown parameter 'depth'"):
-        build("mlp", depth=3)
+    deep = build("mlp", depth=3, hidden=32)
+    assert [m.out_features for m in deep if isinstance(m, torch.nn.Linear)] == [32, 32, 32, 10]  # Zhang et al.'s 3x512, smaller
+    with pytest.raises(UserError, match="unknown parameter 'layers'"):
+        build("mlp", layers=3)
 
 
 # -- timm and torchvision ------------------------------------------------------------

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from bench.errors import UserError
+from bench.errors import UserError, did_you_mean
 from bench.fields import ModelSpec, fail
 
 DROPOUT_PARAMETERS = ("dropout", "drop_rate")  # the zoo's, timm's
@@ -62,8 +62,6 @@ class Regularizers:
         """``model`` with the dropout switched on through its factory's parameter (unchanged when dropout is off)."""
         if not self.dropout:
             return model
-        from dataclasses import replace
-
         return replace(model, params={**model.params, _dropout_parameter(model, registry): self.dropout})
 
 
@@ -98,8 +96,6 @@ def regularizers_field(raw: Any, models: Sequence[ModelSpec]) -> tuple[Regulariz
             raise fail(path, f"must be a table, got {item!r}")
         for key in item:
             if key not in KNOWN:
-                from bench.errors import did_you_mean
-
                 raise fail(f"{path}.{key}", f"unknown field{did_you_mean(key, KNOWN)}; fields: {', '.join(KNOWN)}")
         decay, dropout, augmentation, label = (item.get(k) for k in KNOWN)
         if decay is not None and (isinstance(decay, bool) or not isinstance(decay, int | float) or not 0 <= decay < math.inf):

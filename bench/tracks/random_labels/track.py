@@ -36,6 +36,7 @@ from bench.tracks.random_labels.fitting import fit
 from bench.tracks.random_labels.regularizers import Regularizers, regularizers_field
 from bench.training import build_model
 from bench.worker import Cache, dataset, dataset_id, resolve_device
+from models import MODELS
 
 THRESHOLD = 0.99
 
@@ -170,8 +171,6 @@ class RandomLabelsTrack(Track):
         data = _data(spec, cache)
         corrupted = _corrupted(spec, cache, payload["corruption"], payload["p"], seed)
         device = resolve_device(spec.device)
-        from models import MODELS
-
         model = build_model(regularizers.model(model_spec, MODELS), data, seed)
         x, y, x_test, y_test = (t.to(device) for t in (corrupted.x_train, corrupted.y_train, corrupted.x_test, corrupted.y_test))
         fitted = fit(

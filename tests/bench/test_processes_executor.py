@@ -15,8 +15,7 @@ import os
 import sqlite3
 import sys
 import time
-from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +23,11 @@ import pytest
 
 from bench.cli import main
 from bench.executors import make_executor
-from bench.executors.base import Executor
 from bench.executors.processes import ProcessesExecutor
 from bench.executors.serial import SerialExecutor
 from bench.spec import ExecutorSpec, spec_from
-from bench.tracks import TRACKS, Job, JobResult, Task
-from bench.training import stable_hash
-from tests.bench.ray_track import TinySpec
+from bench.tracks import TRACKS, JobResult, Task
+from tests.bench.ray_track import make_task, run_all
 
 TRACK = "processes-test"
 MODULE = "processes_path_track"  # lives only in a temporary folder appended to sys.path
@@ -56,24 +53,7 @@ EXAMPLE_SPEC = 'track = "example"\nsteps = 100\n[executor]\nworkers = 2\n'
 
 
 def task(position: int, **payload: Any) -> Task:
-    """A processes-test task; its key (hence its seed) follows from its position and payload."""
-    key = stable_hash([TRACK, position, payload], length=24)
-    return Task(TRACK, Job(key=key, position=position, labels={"x": payload.get("x")}, payload=payload), TinySpec())
-
-
-def run_all(executor: Executor, tasks: Sequence[Task]) -> dict[str, JobResult]:
-    """Drive ``tasks`` as the runner does (at most ``slots`` in flight); every task must come back exactly once."""
-    waiting, in_flight, returned = list(tasks), 0, []
-    while waiting or in_flight:
-        while waiting and in_flight < executor.slots:
-            executor.submit(waiting.pop(0))
-            in_flight += 1
-        finished = executor.wait()
-        assert finished, "wait() returned nothing"
-        in_flight -= len(finished)
-        returned.extend(finished)
-    assert Counter(t.job.key for t, _ in returned) == Counter(t.job.key for t in tasks), "a task was lost or came back twice"
-    return {t.job.key: result for t, result in returned}
+    return make_task(TRACK, position, **payload)
 
 
 def running(process: multiprocessing.Process) -> bool:

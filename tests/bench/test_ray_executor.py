@@ -7,20 +7,17 @@ whole module: starting one takes several seconds.
 from __future__ import annotations
 
 import os
-from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from bench.errors import UserError
 from bench.executors import make_executor
-from bench.executors.base import Executor
 from bench.executors.serial import SerialExecutor
 from bench.spec import ExecutorSpec
-from bench.tracks import TRACKS, Job, JobResult, Task
-from bench.training import stable_hash
-from tests.bench.ray_track import TinySpec
+from bench.tracks import TRACKS, Task
+from tests.bench.ray_track import make_task, run_all
 
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install -e '.[ray]')")
 
@@ -33,25 +30,7 @@ SPEC = ExecutorSpec(name="ray", num_cpus=1, retries=1)
 
 
 def task(position: int, **payload: Any) -> Task:
-    """A ray-test task; its key (hence its seed) follows from its position and payload."""
-    key = stable_hash(["ray-test", position, payload], length=24)
-    return Task("ray-test", Job(key=key, position=position, labels={"x": payload.get("x")}, payload=payload), TinySpec())
-
-
-def run_all(executor: Executor, tasks: Sequence[Task]) -> dict[str, JobResult]:
-    """Drive ``tasks`` as the runner does (at most ``slots`` in flight); every task must come back exactly once."""
-    waiting, in_flight, returned = list(tasks), 0, []
-    while waiting or in_flight:
-        while waiting and in_flight < executor.slots:
-            executor.submit(waiting.pop(0))
-            in_flight += 1
-        finished = executor.wait()
-        assert finished, "wait() returned nothing"
-        in_flight -= len(finished)
-        returned.extend(finished)
-    counts = Counter(t.job.key for t, _ in returned)
-    assert counts == Counter(t.job.key for t in tasks), "a task was lost or came back twice"
-    return {t.job.key: result for t, result in returned}
+    return make_task("ray-test", position, **payload)
 
 
 @pytest.fixture(scope="module")

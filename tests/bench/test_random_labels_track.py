@@ -25,6 +25,7 @@ from bench.cli import main
 from bench.data import DATASETS
 from bench.tracks.random_labels.corruptions import CORRUPTIONS
 from bench.tracks.random_labels.regularizers import translate
+from tests.bench.test_resume import finished_jobs
 
 TINY = """
 track = "random-labels"
@@ -175,11 +176,7 @@ def test_kill_then_resume_gives_the_leaderboard_of_an_uninterrupted_run(tiny, tm
     command = [sys.executable, "-m", "bench", "run", "--config", str(tiny / "spec.toml"), "--out", str(killed), "-q"]
     process = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.monotonic() + 120
-    while process.poll() is None and time.monotonic() < deadline:
-        if (killed / "results.db").is_file():
-            with sqlite3.connect(killed / "results.db") as db:
-                if db.execute("SELECT count(*) FROM jobs").fetchone()[0] >= 1:
-                    break
+    while process.poll() is None and time.monotonic() < deadline and finished_jobs(killed / "results.db") < 1:  # a store mid-creation reads as 0
         time.sleep(0.2)
     process.send_signal(signal.SIGKILL)
     process.wait()

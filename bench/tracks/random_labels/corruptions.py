@@ -59,16 +59,16 @@ class Corruption:
         require(isinstance(p, int | float) and 0 <= p <= 1, "p", f"must be a number in [0, 1], got {p!r}")
         selected = torch.rand(len(data.y_train), generator=generator) < p
         if not self.on_inputs:
-            y = self.labels(data, generator)
-            labels = torch.where(selected, y, data.y_train)
-            changed = labels != data.y_train
-            record = {"p": p, "selected": int(selected.sum()), "changed": int(changed.sum()), "indices": selected.nonzero().flatten().tolist()}
-            return Corrupted(data.x_train, labels, data.x_test, data.y_test, selected, changed, {**record, "labels": labels.tolist()})
-        x_train, drawn = self._inputs(data.x_train, selected, data, generator)
-        test_selected = torch.rand(len(data.y_test), generator=generator) < p
-        x_test, _ = self._inputs(data.x_test, test_selected, data, generator, drawn)
-        record = {"p": p, "selected": int(selected.sum()), "changed": int(selected.sum()), "indices": selected.nonzero().flatten().tolist(), **drawn}
-        return Corrupted(x_train, data.y_train, x_test, data.y_test, selected, selected.clone(), record)
+            labels = torch.where(selected, self.labels(data, generator), data.y_train)
+            changed, drawn = labels != data.y_train, {"labels": labels.tolist()}
+            x_train, x_test = data.x_train, data.x_test
+        else:
+            labels, changed = data.y_train, selected.clone()
+            x_train, drawn = self._inputs(data.x_train, selected, data, generator)
+            test_selected = torch.rand(len(data.y_test), generator=generator) < p
+            x_test, _ = self._inputs(data.x_test, test_selected, data, generator, drawn)
+        record = {"p": p, "selected": int(selected.sum()), "changed": int(changed.sum()), "indices": selected.nonzero().flatten().tolist(), **drawn}
+        return Corrupted(x_train, labels, x_test, data.y_test, selected, changed, record)
 
     def _inputs(
         self, x: torch.Tensor, selected: torch.Tensor, data: Dataset, generator: torch.Generator, drawn: dict[str, Any] | None = None

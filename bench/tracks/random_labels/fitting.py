@@ -16,6 +16,7 @@ wall seconds; ``epochs_per_second`` is the training throughput.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,9 +97,10 @@ def _fit(model, x, y, x_test, y_test, changed, training, weight_decay, shift, th
     model.to(device)
     optimizer = make_optimizer(model, training, weight_decay=weight_decay)
     generator = torch.Generator(device=device).manual_seed(seed)
+    changed = changed.to(device)
     partial = bool(changed.any())  # clean and corrupted fit are told apart only when some points were changed
     curve = Curve(clean_fit=[] if partial and not changed.all() else None, corrupted_fit=[] if partial else None)
-    needed = int(torch.tensor(threshold * len(y)).ceil())  # points to predict right: no float rounding at the boundary
+    needed = math.ceil(round(threshold * len(y), 9))  # points to predict right (0.99 x 1000 is 990, not 991)
     epochs_to_fit = seconds_to_fit = None
     elapsed = 0.0
     for epoch in range(1, training.epochs + 1):
@@ -112,8 +114,8 @@ def _fit(model, x, y, x_test, y_test, changed, training, weight_decay, shift, th
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         elapsed += time.perf_counter() - start
-        loss, correct, hits, accuracy_test = _evaluate(model, x, y, x_test, y_test)
-        if not torch.isfinite(torch.tensor(loss)):
+        loss, hits, accuracy_test, clean_fit, corrupted_fit = _evaluate(model, x, y, x_test, y_test, changed)
+        if not math.isfinite(loss):
             raise Diverged(f"training loss became {loss} at epoch {epoch} (lr {training.lr:g}): lower spec.training.lr")
         curve.epoch.append(epoch)
         curve.loss.append(loss)
@@ -121,9 +123,9 @@ def _fit(model, x, y, x_test, y_test, changed, training, weight_decay, shift, th
         curve.test_accuracy.append(accuracy_test)
         curve.seconds.append(elapsed)
         if curve.corrupted_fit is not None:
-            curve.corrupted_fit.append(float(correct[changed].float().mean()))
+            curve.corrupted_fit.append(corrupted_fit)
         if curve.clean_fit is not None:
-            curve.clean_fit.append(float(correct[~changed].float().mean()))
+            curve.clean_fit.append(clean_fit)
         if epochs_to_fit is None and hits >= needed:
             epochs_to_fit, seconds_to_fit = epoch, elapsed
             if stop_when_fit:
@@ -132,11 +134,16 @@ def _fit(model, x, y, x_test, y_test, changed, training, weight_decay, shift, th
 
 
 @torch.no_grad()
-def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor) -> tuple[float, torch.Tensor, int, float]:
-    """Eval-mode loss and per-point correctness on the training labels, and test accuracy; one host transfer."""
+def _evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor, changed: torch.Tensor
+) -> tuple[float, int, float, float, float]:
+    """Eval-mode loss, points right and the share of unchanged / changed points right on the training labels, and test
+    accuracy, read back in one host transfer (a share of an empty group is nan)."""
     model.eval()
     logits = torch.cat([model(chunk) for chunk in x.split(EVAL_BATCH)])
     correct = logits.argmax(1) == y
     test_hits = sum((model(chunk).argmax(1) == labels).sum() for chunk, labels in zip(x_test.split(EVAL_BATCH), y_test.split(EVAL_BATCH), strict=True))
-    summary = torch.stack([F.cross_entropy(logits, y), correct.sum().float(), torch.as_tensor(test_hits, device=x.device).float()]).tolist()
-    return summary[0], correct.cpu(), int(summary[1]), summary[2] / len(y_test)
+    right = correct.float()
+    found = [F.cross_entropy(logits, y), right.sum(), torch.as_tensor(test_hits, device=x.device).float(), right[~changed].mean(), right[changed].mean()]
+    loss, hits, test, clean, corrupted = torch.stack(found).tolist()
+    return loss, int(hits), test / len(y_test), clean, corrupted

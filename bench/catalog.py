@@ -19,6 +19,10 @@ REGISTRIES: dict[str, str] = {
     "ood": "bench.tracks.uncertainty.ood:OOD_SETS",
     "corruptions": "bench.tracks.random_labels.corruptions:CORRUPTIONS",
     "datasets": "bench.data:DATASETS",
+    "graphs": "bench.tracks.gnn.datasets:GRAPH_DATASETS",
+    "graph-models": "bench.tracks.gnn.models:GRAPH_MODELS",
+    "graph-attacks": "bench.tracks.gnn.attacks:GRAPH_ATTACKS",
+    "graph-defenses": "bench.tracks.gnn.defenses:GRAPH_DEFENSES",
     "tracks": "bench.tracks:TRACKS",
 }
 

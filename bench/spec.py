@@ -116,12 +116,13 @@ def build(raw: Mapping[str, Any], *, base_dir: Path | None = None) -> RunSpec:
     """Validate a merged raw spec and freeze it: the header here, the rest by its track; ``base_dir`` anchors relative paths."""
     from bench.catalog import registry
 
-    DATASETS, TRACKS = registry("datasets"), registry("tracks")
+    TRACKS = registry("tracks")
     base_dir = base_dir or Path.cwd()
     track = _expect(raw.get("track", "adversarial"), str, "spec.track", "a track name")
     if track not in TRACKS:
         raise _fail("spec.track", str(TRACKS.unknown_error(track)))
     chosen = TRACKS.create(track)
+    DATASETS = registry(chosen.datasets)
     allowed = (*HEADER, *chosen.fields)
     for key in raw:
         if key in allowed and (key != "seeds" or chosen.replicates):

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import torch
 
 import bench
-from bench.data import DATASETS, Dataset
+from bench.data import Dataset
 from bench.errors import UserError, one_line
 from bench.tracks import TRACKS, JobResult, Task
 from bench.training import stable_hash
@@ -54,8 +54,14 @@ def resolve_device(name: str) -> torch.device:
 
 
 def dataset(spec: Any, cache: Cache) -> Dataset:
-    """The run's dataset, loaded once per worker."""
-    return cache.get(["dataset", spec.dataset, dict(spec.dataset_params)], lambda: DATASETS.create(spec.dataset, **spec.dataset_params))
+    """The run's dataset, loaded once per worker, from the registry its track names (images: ``bench.data.DATASETS``)."""
+
+    def make() -> Dataset:
+        from bench.catalog import registry
+
+        return registry(TRACKS.create(spec.track).datasets).create(spec.dataset, **spec.dataset_params)
+
+    return cache.get(["dataset", spec.track, spec.dataset, dict(spec.dataset_params)], make)
 
 
 def dataset_id(spec: Any, cache: Cache) -> dict[str, Any]:

@@ -102,6 +102,7 @@ class Track(ABC):
     metrics: Mapping[str, Metric] = {}  # name (or fnmatch pattern) -> declaration
     explanations: Mapping[str, str] = {}  # flag -> one-line explanation (legend, `bench list flags`)
     advisory: frozenset[str] = frozenset()  # flags the gate reports but does not fail on
+    datasets = "datasets"  # the catalog kind (``bench.catalog``) whose registry the header's ``dataset`` names
 
     # -- the spec ---------------------------------------------------------------
     @abstractmethod
@@ -200,6 +201,11 @@ TRACKS.register(
     "uncertainty",
     "bench.tracks.uncertainty.track:UncertaintyTrack",
     description="calibration, shift, OOD and adversarial detection of uncertainty estimators",
+)
+TRACKS.register(
+    "gnn",
+    "bench.tracks.gnn.track:GNNTrack",
+    description="graph networks under structure, feature and point-cloud attacks; graph defenses attacked adaptively",
 )
 TRACKS.register(
     "random-labels",

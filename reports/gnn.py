@@ -1,0 +1,630 @@
+"""The GNN track's leaderboard: graph networks and graph defenses under structure, feature and point attacks, over seeds.
+
+From the stored records (one per model x defense x attack x mode x budget x
+dataset x seed; ``mode`` is ``adaptive``, the attack ran against the whole
+model with its defense, or ``transfer``, the perturbation was computed on a
+surrogate and applied) this module builds, in plan order:
+
+- one cell per model x defense x attack x mode x budget x dataset: means over
+  the seeds that finished (``ok``) and their 95 % Student-t intervals over
+  seeds (``bench.stats.mean_interval``, clipped to [0, 1]);
+- then one worst-case cell (``attack = WORST_CASE``, ``mode = "all"``) per
+  model x defense x budget unit x budget x dataset: per seed, a node (or test
+  graph) counts as robust only if it is robust in every ok job of that group
+  and seed (read from the per-example outcomes), so it is never above any
+  single attack; accuracy per seed, then mean and interval over seeds;
+- flags only several cells together show: ``gradient-masking`` (the adaptive
+  attack leaves more than ``MASKING_GAP`` less robust accuracy than the same
+  attack transferred; both cells get it) and ``below-mlp`` (under attack the
+  graph network falls below the clean accuracy of a graph-free model on the
+  same dataset; the cell gets it and ``mlp_accuracy``).
+
+``tables``, ``summary_lines`` and ``gnn_markdown`` render the page;
+``gradient_masking`` gives the track's ``derive`` the same verdict per job.
+Only numbers a re-run reproduces are top-level in a cell's ``metrics`` (the CI
+gate holds every one of them); wall-clock time sits under
+``metrics["timing"]``, what the attack changed under ``metrics["perturbation"]``.
+Everything here reads stored numbers; nothing is measured again.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bench.stats import mean_interval
+from reports.escaping import markdown_text
+from reports.leaderboard import Table
+
+TRACK = "gnn"
+WORST_CASE = "worst-case"  # the attack label of the per-example worst case, as every track names it (bench.reporting.WORST_CASE)
+ALL_MODES = "all"  # the mode label of a worst-case cell: it takes adaptive and transferred attacks together
+ADAPTIVE, TRANSFER = "adaptive", "transfer"
+CELL_LABELS = ("model", "defense", "attack", "mode", "budget", "dataset")  # a cell: every label of a record but its seed
+WORST_CASE_LABELS = ("model", "defense", "budget_unit", "budget", "dataset")  # a worst case: every attack and mode of these
+MASKING_GAP = 0.05  # adaptive more than this below transferred: the transferred robustness was gradient masking
+PERCENT_UNITS = {"edges": "edges", "points": "points"}  # budgets that are fractions, shown as percent of these
+UNIT_TITLES = {"edges": "edge flips", "eps": "perturbation eps", "points": "dropped points"}
+BELOW_MLP_MARK = "↓MLP"
+_TOLERANCE = 1e-9  # float noise in a comparison of means: "more than 5 points" is never 5.000000000000004
+_DERIVED = frozenset({"gradient-masking", "below-mlp"})  # computed here across cells, never taken from a job's flags
+
+EXPLANATIONS = {
+    "gradient-masking": "the adaptive attack leaves more than 5 points less robust accuracy than the same attack transferred from the "
+    "undefended surrogate: the defense's robustness under non-adaptive attacks was an artifact (gradient masking)",
+    "below-mlp": "under attack, the graph network falls below the clean accuracy of a graph-free model (the MLP) on the same data: "
+    "the graph now hurts more than it helps",
+    "seeds-incomplete": "some seeds of this cell failed or were invalid; the numbers are over the others",
+    "worst-case-incomplete": "some attack of this worst case did not finish ok in some seed, stored no outcomes, or attacked other "
+    "targets: the worst case covers only the attacks and targets they share (an upper bound)",
+    "threat-model-violated": "the attack's perturbed graph broke its threat model (more flips than the budget, a directed or self-loop "
+    "edge, features outside the ball); the job is invalid",
+    "transfer-only": "the model is not differentiable in its edges: structure gradient attacks ran on a GCN surrogate and were "
+    "transferred; a lower bound on its vulnerability",
+}
+
+
+# -- names ---------------------------------------------------------------------
+def name(model: str, defense: str) -> str:
+    """'gcn', 'gcn with svd(rank=10)': the defense unless none."""
+    return model if defense == "none" else f"{model} with {defense}"
+
+
+def budget_text(budget: float, unit: str | None) -> str:
+    """'5 % of edges', '10 % of points', 'eps 0.1'; 'budget 0.05' where the unit is unknown (every job of the attack failed)."""
+    if unit in PERCENT_UNITS:
+        return f"{100 * budget:g} % of {PERCENT_UNITS[unit]}"
+    return f"eps {budget:g}" if unit is not None else f"budget {budget:g}"
+
+
+def budget_short(budget: float, unit: str | None) -> str:
+    """'5 %', 'eps 0.1': a budget in a column header."""
+    return f"{100 * budget:g} %" if unit in PERCENT_UNITS else f"eps {budget:g}"
+
+
+def attack_text(attack: str, mode: str, surrogate: str | None = None) -> str:
+    """'prbcd', 'prbcd, transferred from gcn'."""
+    if mode != TRANSFER:
+        return attack
+    return f"{attack}, transferred" + (f" from {surrogate}" if surrogate else "")
+
+
+def is_worst_case(cell: Mapping[str, Any]) -> bool:
+    return cell["attack"] == WORST_CASE
+
+
+def row_order(cells: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], int]:
+    """(model, defense) -> its rank: models in plan order, within a model defense 'none' first, then the defenses in plan order."""
+    models = list(dict.fromkeys(c["model"] for c in cells))
+    defenses = list(dict.fromkeys(c["defense"] for c in cells))
+    pairs = dict.fromkeys((c["model"], c["defense"]) for c in cells)
+    ranked = sorted(pairs, key=lambda p: (models.index(p[0]), p[1] != "none", defenses.index(p[1])))
+    return {pair: i for i, pair in enumerate(ranked)}
+
+
+# -- numbers over seeds --------------------------------------------------------
+def _clipped(low: float | None, high: float | None) -> tuple[float | None, float | None]:
+    """An accuracy's interval never leaves [0, 1] (a t-interval knows nothing of a number's range); (None, None) with one seed."""
+    if low is None or high is None:
+        return None, None
+    return max(0.0, low), min(1.0, high)
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    """The mean of the values a seed has (None where a seed could not measure it); None when none has one."""
+    found = [v for v in values if v is not None]
+    return statistics.fmean(found) if found else None
+
+
+def _accuracies(clean: Sequence[float], robust: Sequence[float], drops: Sequence[float | None]) -> dict[str, Any]:
+    """Means over seeds, their clipped t-intervals, the relative drop (mean of the seeds' drops) and the seed count."""
+    clean_mean, *clean_bounds = mean_interval(clean)
+    robust_mean, *robust_bounds = mean_interval(robust)
+    clean_low, clean_high = _clipped(*clean_bounds)
+    robust_low, robust_high = _clipped(*robust_bounds)
+    return {
+        "clean_accuracy": clean_mean,
+        "robust_accuracy": robust_mean,
+        "relative_drop": _mean(drops),
+        "clean_accuracy_low": clean_low,
+        "clean_accuracy_high": clean_high,
+        "robust_accuracy_low": robust_low,
+        "robust_accuracy_high": robust_high,
+        "seeds": len(clean),
+    }
+
+
+def _std(values: Sequence[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _headline(cell: dict[str, Any]) -> dict[str, Any]:
+    """The cell's top-level accuracies and intervals (what exports and the harness read) from its metrics."""
+    metrics = cell["metrics"]
+
+    def bounds(field: str) -> list[float] | None:
+        low, high = metrics.get(f"{field}_low"), metrics.get(f"{field}_high")
+        return None if low is None or high is None else [low, high]
+
+    cell.update(
+        clean_accuracy=metrics.get("clean_accuracy"),
+        robust_accuracy=metrics.get("robust_accuracy"),
+        clean_interval=bounds("clean_accuracy"),
+        robust_interval=bounds("robust_accuracy"),
+    )
+    return cell
+
+
+# -- cells ---------------------------------------------------------------------
+def _units(records: Sequence[Any]) -> dict[str, str]:
+    """attack -> its budget unit, from every record that stored one (a failed job stores none: its attack's other jobs say it)."""
+    found: dict[str, str] = {}
+    for record in records:
+        unit = (record.metrics or {}).get("budget_unit")
+        if unit is not None:
+            found.setdefault(record.labels.get("attack"), unit)
+    return found
+
+
+def _base(first: Any, members: Sequence[Any], ok: Sequence[Any], flags: set[str], **labels: Any) -> dict[str, Any]:
+    seeds = [r.labels.get("seed") for r in ok]
+    return {
+        "track": first.track,
+        **labels,
+        "norm": None,
+        "eps": None,
+        "n": None,
+        "clean_accuracy": None,
+        "robust_accuracy": None,
+        "clean_interval": None,
+        "robust_interval": None,
+        "mlp_accuracy": None,
+        "mlp_model": None,
+        "flags": sorted(flags),
+        "seconds": sum(r.seconds or 0.0 for r in members),
+        "status": "ok" if ok else first.status,
+        "error": next((r.error for r in members if r.error), None),
+        "params": {"seeds": seeds},
+        "seeds": seeds,
+        "key": None,
+        "keys": [r.key for r in members],
+        "metrics": {},
+    }
+
+
+def _attack_cell(members: Sequence[Any], units: Mapping[str, str]) -> dict[str, Any]:
+    """One attack x mode x budget of a model x defense x dataset, over its seeds."""
+    first = members[0]
+    ok = [r for r in members if r.status == "ok"]
+    flags = {f for r in members for f in r.flags} - _DERIVED
+    if ok and len(ok) < len(members):
+        flags.add("seeds-incomplete")
+    unit = next((r.metrics.get("budget_unit") for r in members if (r.metrics or {}).get("budget_unit")), units.get(first.labels["attack"]))
+    kind = next((r.metrics.get("kind") for r in members if (r.metrics or {}).get("kind")), None)
+    cell = _base(first, members, ok, flags, **{k: first.labels[k] for k in CELL_LABELS}, budget_unit=unit, kind=kind)
+    if not ok:
+        return cell
+    cell["n"] = ok[0].metrics.get("n_targets")
+    clean, robust = [r.metrics["clean_accuracy"] for r in ok], [r.metrics["robust_accuracy"] for r in ok]
+    allowed = [r.metrics.get("allowed") for r in ok]
+    cell["metrics"] = {
+        **_accuracies(clean, robust, [r.metrics.get("relative_drop") for r in ok]),
+        "budget_unit": unit,
+        "kind": kind,
+        "level": ok[0].metrics.get("level"),
+        "graph_free": any(bool(r.metrics.get("graph_free")) for r in ok),
+        "surrogate": next((r.metrics.get("surrogate") for r in ok if r.metrics.get("surrogate")), None),
+        "std": {"clean_accuracy": _std(clean), "robust_accuracy": _std(robust)},
+        "perturbation": {
+            "changed": _mean([r.metrics.get("changed") for r in ok]),
+            "allowed": _mean(allowed),
+            "n_targets": ok[0].metrics.get("n_targets"),
+        },
+        "timing": {
+            "attack_seconds": _mean([r.metrics.get("attack_seconds") for r in ok]),
+            "train_seconds": _mean([r.metrics.get("train_seconds") for r in ok]),
+        },
+    }
+    return _headline(cell)
+
+
+def _seed_worst_case(jobs: Sequence[Any], outcomes: Mapping[str, Sequence[Any]]) -> tuple[float, float, int, bool] | None:
+    """(clean, worst-case accuracy, n, whether the jobs attacked the same targets) of one seed's jobs; None with no outcomes or no shared target."""
+    rows = [{o.example: o.values for o in outcomes[r.key]} for r in jobs]
+    shared = set(rows[0]).intersection(*rows[1:])
+    if not shared:
+        return None
+    same = all(len(row) == len(shared) for row in rows)
+    clean = sum(bool(rows[0][i]["clean"]) for i in shared)  # the model's clean prediction: the same in every job of the seed
+    robust = sum(all(bool(row[i]["robust"]) for row in rows) for i in shared)
+    return clean / len(shared), robust / len(shared), len(shared), same
+
+
+def _worst_case_cell(members: Sequence[Any], outcomes: Mapping[str, Sequence[Any]], unit: str) -> dict[str, Any]:
+    """Every attack and mode of one model x defense x budget unit x budget x dataset, example by example, then over seeds."""
+    first = members[0]
+    by_seed: dict[Any, list[Any]] = {}
+    for record in members:
+        by_seed.setdefault(record.labels.get("seed"), []).append(record)
+    flags = {f for r in members for f in r.flags} - _DERIVED - {"seeds-incomplete"}
+    per_seed: list[tuple[Any, tuple[float, float, int, bool]]] = []
+    used: list[Any] = []
+    for seed, jobs in by_seed.items():
+        usable = [r for r in jobs if r.status == "ok" and outcomes.get(r.key)]
+        found = _seed_worst_case(usable, outcomes) if usable else None
+        if found is None:
+            continue
+        if len(usable) < len(jobs) or not found[3]:
+            flags.add("worst-case-incomplete")
+        per_seed.append((seed, found))
+        used += usable
+    if len(per_seed) < len(by_seed):
+        flags.add("seeds-incomplete")
+    labels = {"model": first.labels["model"], "defense": first.labels["defense"], "attack": WORST_CASE, "mode": ALL_MODES}
+    labels.update(budget=first.labels["budget"], dataset=first.labels["dataset"], budget_unit=unit)
+    kinds = sorted({r.metrics.get("kind") for r in members if (r.metrics or {}).get("kind")})
+    cell = _base(first, members, [], flags, **labels, kind=", ".join(kinds) or None)
+    cell.update(status="ok" if per_seed else first.status if all(r.status == first.status for r in members) else "failed")
+    cell["seeds"] = cell["params"]["seeds"] = [seed for seed, _ in per_seed]
+    if not per_seed:
+        return cell
+    cell["error"] = None  # the failed jobs' errors are their own cells'; this one stands on the others
+    clean = [found[0] for _, found in per_seed]
+    robust = [found[1] for _, found in per_seed]
+    drops = [1 - r / c if c > 0 else None for c, r in zip(clean, robust, strict=True)]
+    cell["n"] = per_seed[0][1][2]
+    means: dict[tuple[str, str], list[float]] = {}
+    surrogates: dict[tuple[str, str], str | None] = {}
+    for record in used:
+        pair = (record.labels["attack"], record.labels["mode"])
+        means.setdefault(pair, []).append(record.metrics["robust_accuracy"])
+        surrogates.setdefault(pair, record.metrics.get("surrogate"))
+    strongest = min(means, key=lambda pair: statistics.fmean(means[pair]))
+    cell["metrics"] = {
+        **_accuracies(clean, robust, drops),
+        "budget_unit": unit,
+        "kind": cell["kind"],
+        "level": next((r.metrics.get("level") for r in used), None),
+        "graph_free": any(bool(r.metrics.get("graph_free")) for r in used),
+        "surrogate": None,
+        "std": {"clean_accuracy": _std(clean), "robust_accuracy": _std(robust)},
+        "worst_case": {
+            "attacks": [f"{attack} ({mode})" for attack, mode in means],
+            "strongest_attack": strongest[0],
+            "strongest_mode": strongest[1],
+            "strongest_surrogate": surrogates[strongest],
+            "per_seed": [found[1] for _, found in per_seed],
+        },
+        "perturbation": {"n_targets": cell["n"]},
+        "timing": {"attack_seconds": sum(r.metrics.get("attack_seconds") or 0.0 for r in used) / len(per_seed)},
+    }
+    return _headline(cell)
+
+
+def aggregate(records: Sequence[Any], outcomes: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """The cells, in plan order: one per attack x mode x budget (over seeds), then one worst case per model x defense x unit x budget;
+    then ``gradient-masking`` and ``below-mlp`` set across them."""
+    ordered = sorted(records, key=lambda r: r.position)
+    units = _units(ordered)
+    members: dict[tuple, list[Any]] = {}
+    for record in ordered:
+        members.setdefault(tuple(record.labels.get(k) for k in CELL_LABELS), []).append(record)
+    cells = [_attack_cell(found, units) for found in members.values()]
+    groups: dict[tuple, list[Any]] = {}
+    for record in ordered:
+        unit = (record.metrics or {}).get("budget_unit") or units.get(record.labels.get("attack"))
+        if unit is not None:
+            key = (record.labels.get("model"), record.labels.get("defense"), unit, record.labels.get("budget"), record.labels.get("dataset"))
+            groups.setdefault(key, []).append(record)
+    cells += [_worst_case_cell(found, outcomes, key[2]) for key, found in groups.items()]
+    return _cross_flags(cells)
+
+
+# -- flags across cells --------------------------------------------------------
+def _masked(adaptive: float, transferred: float) -> bool:
+    return transferred - adaptive > MASKING_GAP + _TOLERANCE
+
+
+def masked_pairs(cells: Sequence[Mapping[str, Any]]) -> list[tuple[Mapping[str, Any], Mapping[str, Any]]]:
+    """(adaptive cell, transfer cell) of the same model, defense, attack, budget and dataset where the adaptive attack leaves
+    more than ``MASKING_GAP`` less robust accuracy than the transferred one; in the adaptive cells' order."""
+    transferred = {
+        tuple(c[k] for k in CELL_LABELS if k != "mode"): c for c in cells if c["mode"] == TRANSFER and c["status"] == "ok" and c["robust_accuracy"] is not None
+    }
+    pairs = []
+    for cell in cells:
+        if cell["mode"] != ADAPTIVE or cell["status"] != "ok" or cell["robust_accuracy"] is None:
+            continue
+        other = transferred.get(tuple(cell[k] for k in CELL_LABELS if k != "mode"))
+        if other is not None and _masked(cell["robust_accuracy"], other["robust_accuracy"]):
+            pairs.append((cell, other))
+    return pairs
+
+
+def graph_free_reference(cells: Sequence[Mapping[str, Any]]) -> dict[str, tuple[str, float]]:
+    """dataset -> (graph-free model, its mean clean accuracy): the best undefended graph-free model of the dataset.
+
+    A model's clean accuracy is the same in every attack's job of a seed, so it is read from the cell of its
+    with the most seeds (the first such in plan order).
+    """
+    best: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for cell in cells:
+        metrics = cell.get("metrics") or {}
+        if cell["status"] != "ok" or cell["defense"] != "none" or not metrics.get("graph_free") or is_worst_case(cell):
+            continue
+        key = (cell["dataset"], cell["model"])
+        if key not in best or metrics["seeds"] > best[key]["metrics"]["seeds"]:
+            best[key] = cell
+    found: dict[str, tuple[str, float]] = {}
+    for (dataset, model), cell in best.items():
+        accuracy = cell["metrics"]["clean_accuracy"]
+        if dataset not in found or accuracy > found[dataset][1]:
+            found[dataset] = (model, accuracy)
+    return found
+
+
+def _cross_flags(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``gradient-masking`` on both cells of each masked pair; ``mlp_accuracy`` (and ``below-mlp`` when under it) on the cells of graph networks."""
+    for adaptive, transferred in masked_pairs(cells):
+        for cell in (adaptive, transferred):
+            cell["flags"] = sorted({*cell["flags"], "gradient-masking"})
+    reference = graph_free_reference(cells)
+    for cell in cells:
+        if cell["status"] != "ok" or cell["metrics"].get("graph_free") or cell["dataset"] not in reference:
+            continue
+        model, accuracy = reference[cell["dataset"]]
+        cell.update(mlp_accuracy=accuracy, mlp_model=model)
+        if cell["robust_accuracy"] < accuracy - _TOLERANCE:
+            cell["flags"] = sorted({*cell["flags"], "below-mlp"})
+    return cells
+
+
+def gradient_masking(records: Sequence[Any]) -> dict[str, list[str]]:
+    """Job key -> ['gradient-masking'] for the ok transfer jobs of each masked pair (the track's ``derive``): the number that was an artifact."""
+    ordered = sorted(records, key=lambda r: r.position)
+    units = _units(ordered)
+    members: dict[tuple, list[Any]] = {}
+    for record in ordered:
+        members.setdefault(tuple(record.labels.get(k) for k in CELL_LABELS), []).append(record)
+    cells = [_attack_cell(found, units) for found in members.values()]
+    by_key = {r.key: r for r in ordered}
+    return {key: ["gradient-masking"] for _, transferred in masked_pairs(cells) for key in transferred["keys"] if by_key[key].status == "ok"}
+
+
+# -- display -------------------------------------------------------------------
+def _half(metrics: Mapping[str, Any], field: str) -> float | None:
+    """The interval's half-width: the larger distance from the mean (clipping at 0 or 1 cuts one side only)."""
+    low, high, mean = metrics.get(f"{field}_low"), metrics.get(f"{field}_high"), metrics.get(field)
+    if low is None or high is None or mean is None:
+        return None
+    return max(mean - low, high - mean)
+
+
+def show(cell: Mapping[str, Any] | None, field: str) -> str:
+    """'62.3 ± 4.1': a mean accuracy in percent ± the half-width of its 95 % t-interval over seeds; the status of a cell that is not ok."""
+    if cell is None:
+        return ""
+    if cell["status"] != "ok":
+        return cell["status"]
+    value = cell["metrics"].get(field)
+    if value is None:
+        return "n/a"
+    half = _half(cell["metrics"], field)
+    return f"{100 * value:.1f}" + ("" if half is None else f" ± {100 * half:.1f}")
+
+
+def _drop(cell: Mapping[str, Any] | None) -> str:
+    if cell is None:
+        return ""
+    if cell["status"] != "ok":
+        return cell["status"]
+    drop = cell["metrics"].get("relative_drop")
+    return "n/a" if drop is None else f"{100 * drop:.1f}"
+
+
+def _value(cell: Mapping[str, Any] | None, field: str) -> float | None:
+    return None if cell is None or cell["status"] != "ok" else cell["metrics"].get(field)
+
+
+def _seeds(cell: Mapping[str, Any], planned: int) -> str:
+    ok = len(cell["seeds"])
+    return f"{ok}/{planned}" + (f" ({planned - ok} not ok)" if planned > ok else "")
+
+
+def sections(cells: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], list[Mapping[str, Any]]]:
+    """(dataset, budget unit) -> its cells, in plan order; cells whose unit is unknown (every job failed) are left out."""
+    found: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for cell in cells:
+        if cell.get("budget_unit") is not None:
+            found.setdefault((cell["dataset"], cell["budget_unit"]), []).append(cell)
+    return found
+
+
+def _main_table(dataset: str, unit: str, members: Sequence[Mapping[str, Any]], order: Mapping[tuple[str, str], int]) -> Table:
+    worst = [c for c in members if is_worst_case(c)]
+    budgets = sorted({c["budget"] for c in worst})
+    largest = budgets[-1] if budgets else None
+    rows: dict[tuple[str, str], dict[float, Mapping[str, Any]]] = {}
+    for cell in worst:
+        rows.setdefault((cell["model"], cell["defense"]), {})[cell["budget"]] = cell
+    headers = (
+        "model",
+        "defense",
+        "clean %",
+        *(f"worst case % @ {budget_short(b, unit)}" for b in budgets),
+        f"relative drop % @ {budget_short(largest, unit)}" if largest is not None else "relative drop %",
+        "flags",
+    )
+    shown, values = [], []
+    for (model, defense), by_budget in sorted(rows.items(), key=lambda item: order[item[0]]):
+        source = next((c for c in by_budget.values() if c["status"] == "ok"), None)
+        robust = []
+        for budget in budgets:
+            cell = by_budget.get(budget)
+            text = show(cell, "robust_accuracy")
+            robust.append(f"{text} {BELOW_MLP_MARK}" if cell is not None and "below-mlp" in cell["flags"] else text)
+        top = by_budget.get(largest) if largest is not None else None
+        flags = sorted({f for c in by_budget.values() for f in c["flags"]})
+        shown.append((model, defense, show(source, "clean_accuracy") if source else "failed", *robust, _drop(top), ", ".join(flags)))
+        values.append(
+            (None, None, _value(source, "clean_accuracy"), *(_value(by_budget.get(b), "robust_accuracy") for b in budgets), _value(top, "relative_drop"), None)
+        )
+    title = f"{dataset}, {UNIT_TITLES.get(unit, unit)}: worst case over attacks"
+    return Table(title, headers, tuple(shown), tuple(values), _main_note(dataset, unit, members))
+
+
+def _main_note(dataset: str, unit: str, members: Sequence[Mapping[str, Any]]) -> str:
+    ok = [c for c in members if c["status"] == "ok"]
+    seeds = ", ".join(str(n) for n in sorted({len(c["seeds"]) for c in ok})) or "0"
+    targets = ", ".join(str(n) for n in sorted({c["n"] for c in ok if c["n"]})) or "n/a"
+    level = next((c["metrics"].get("level") for c in ok if c["metrics"].get("level")), "nodes")
+    what, one = ("test graphs", "test graph") if level == "graphs" else ("attacked test nodes", "node")
+    budget = {
+        "edges": "budget = share of the clean graph's edges that may be flipped",
+        "points": "budget = share of each cloud's points that may be dropped",
+    }.get(unit, "budget = eps, the radius of the perturbation ball")
+    text = (
+        f"Accuracy (%) on {targets} {what}, mean over {seeds} seed{'s' if seeds != '1' else ''} ± the half-width of the 95 % t-interval "
+        f"over seeds; {budget}. Worst case: a {one} counts as robust only if it survived every attack "
+        "(adaptive and transferred) at that budget in the same seed. Relative drop = 1 - robust / clean accuracy."
+    )
+    marked = [c for c in members if "below-mlp" in c["flags"] and is_worst_case(c)]
+    if marked:
+        reference = marked[0]
+        text += (
+            f" {BELOW_MLP_MARK}: below the clean accuracy of the graph-free {reference['mlp_model']} on {dataset} "
+            f"({100 * reference['mlp_accuracy']:.1f} %): under this attack budget the graph hurts more than it helps."
+        )
+    return text
+
+
+DETAIL_HEADERS = ("model", "defense", "budget", "attack", "mode", "surrogate", "clean %", "robust %", "relative drop %", "changed / allowed", "seeds", "flags")
+
+
+def _changed(cell: Mapping[str, Any]) -> str:
+    if cell["status"] != "ok":
+        return ""
+    perturbation = cell["metrics"].get("perturbation") or {}
+    changed, allowed = perturbation.get("changed"), perturbation.get("allowed")
+    if changed is None:
+        return ""
+    return f"{changed:.1f}" + ("" if allowed is None else f" / {allowed:g}")
+
+
+def _detail_table(dataset: str, unit: str, members: Sequence[Mapping[str, Any]], order: Mapping[tuple[str, str], int]) -> Table:
+    planned: dict[tuple, int] = {}
+    for cell in members:
+        if not is_worst_case(cell):
+            key = (cell["model"], cell["defense"], cell["budget"])
+            planned[key] = max(planned.get(key, 0), len(cell["keys"]))
+    position = {id(c): i for i, c in enumerate(members)}
+    ranked = sorted(members, key=lambda c: (order[(c["model"], c["defense"])], c["budget"], is_worst_case(c), position[id(c)]))
+    shown, values = [], []
+    for cell in ranked:
+        worst = is_worst_case(cell)
+        total = planned.get((cell["model"], cell["defense"], cell["budget"]), len(cell["seeds"])) if worst else len(cell["keys"])
+        surrogate = (cell.get("metrics") or {}).get("surrogate") or ""
+        shown.append(
+            (
+                cell["model"],
+                cell["defense"],
+                budget_short(cell["budget"], unit),
+                cell["attack"],
+                cell["mode"],
+                surrogate,
+                show(cell, "clean_accuracy"),
+                show(cell, "robust_accuracy") + (f" {BELOW_MLP_MARK}" if "below-mlp" in cell["flags"] else ""),
+                _drop(cell),
+                _changed(cell),
+                _seeds(cell, max(total, len(cell["seeds"]))),
+                ", ".join(cell["flags"]),
+            )
+        )
+        values.append(
+            (None, None, cell["budget"], None, None, None, _value(cell, "clean_accuracy"), _value(cell, "robust_accuracy"), _value(cell, "relative_drop"),
+             None if cell["status"] != "ok" else (cell["metrics"].get("perturbation") or {}).get("changed"), None, None)
+        )  # fmt: skip
+    title = f"{dataset}, {UNIT_TITLES.get(unit, unit)}: every attack"
+    changed = "edge flips / flips allowed" if unit == "edges" else "nodes (or points) changed"
+    note = (
+        "One row per attack and mode (adaptive: against the model with its defense; transfer: computed on the surrogate, then applied), "
+        f"then the worst case over them; mean ± half-width of the 95 % t-interval over seeds. changed / allowed: mean {changed}. "
+        "seeds: ok / planned."
+    )
+    return Table(title, DETAIL_HEADERS, tuple(shown), tuple(values), note)
+
+
+def tables(cells: Sequence[Mapping[str, Any]]) -> list[Table]:
+    """Per dataset and budget unit: the worst case per model x defense across budgets, then every attack and mode."""
+    order = row_order(cells)
+    out = []
+    for (dataset, unit), members in sections(cells).items():
+        out += [_main_table(dataset, unit, members, order), _detail_table(dataset, unit, members, order)]
+    return out
+
+
+# -- summary -------------------------------------------------------------------
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f} %"
+
+
+def summary_lines(cells: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Quotable lines: per model x defense x dataset x budget unit, clean and worst-case accuracy at the largest budget (and whether it is below
+    the graph-free model); then one line per adaptive/transferred pair that shows gradient masking."""
+    order = row_order(cells)
+    lines = []
+    largest: dict[tuple, Mapping[str, Any]] = {}
+    for cell in cells:
+        if not is_worst_case(cell) or cell["status"] != "ok":
+            continue
+        key = (cell["model"], cell["defense"], cell["dataset"], cell["budget_unit"])
+        if key not in largest or cell["budget"] > largest[key]["budget"]:
+            largest[key] = cell
+    for (model, defense, dataset, unit), cell in sorted(largest.items(), key=lambda item: order[item[0][:2]]):
+        metrics = cell["metrics"]
+        if metrics["graph_free"] and unit == "edges":
+            continue  # it ignores the graph: no edge flip moves it
+        worst = metrics["worst_case"]
+        strongest = attack_text(worst["strongest_attack"], worst["strongest_mode"], worst["strongest_surrogate"])
+        line = (
+            f"{name(model, defense)} on {dataset}: {_pct(metrics['clean_accuracy'])} clean, {_pct(metrics['robust_accuracy'])} under the worst "
+            f"attack at {budget_text(cell['budget'], unit)} ({strongest})"
+        )
+        if "below-mlp" in cell["flags"]:
+            line += f", below the graph-free {cell['mlp_model']} ({_pct(cell['mlp_accuracy'])})"
+        lines.append(line)
+    for adaptive, transferred in masked_pairs(cells):
+        lines.append(
+            f"{name(adaptive['model'], adaptive['defense'])} on {adaptive['dataset']}: adaptive {adaptive['attack']} leaves "
+            f"{_pct(adaptive['robust_accuracy'])}, transferred {_pct(transferred['robust_accuracy'])} at "
+            f"{budget_text(adaptive['budget'], adaptive['budget_unit'])}: its transfer robustness is gradient masking"
+        )
+    return lines
+
+
+def cell_title(cell: Mapping[str, Any]) -> str:
+    """'gcn / none / prbcd (adaptive) at 5 % of edges on csbm'."""
+    return f"{cell['model']} / {cell['defense']} / {cell['attack']} ({cell['mode']}) at {budget_text(cell['budget'], cell['budget_unit'])} on {cell['dataset']}"
+
+
+def gnn_markdown(cells: Sequence[Mapping[str, Any]]) -> str:
+    """The page: the summary lines, per dataset and budget unit the worst-case table and the per-attack table, the flags, the failed jobs."""
+    title = f"# Leaderboard: {markdown_text(cells[0]['track'] if cells else TRACK)} track"
+    if not cells:
+        return f"{title}\n\nNo results yet.\n"
+    lines = [title, ""]
+    summary = summary_lines(cells)
+    if summary:
+        lines += [*(markdown_text(f"- {line}") for line in summary), ""]
+    lines += [table.markdown() for table in tables(cells)]
+    used = sorted({f for c in cells for f in c["flags"]})
+    if used:
+        lines += ["## Flags", ""] + [f"- `{f}`: {markdown_text(EXPLANATIONS.get(f, ''))}" for f in used] + [""]
+    failed = [c for c in cells if c["error"] and not is_worst_case(c)]
+    if failed:
+        lines += ["## Failed jobs", ""]
+        lines += [markdown_text(f"- {cell_title(c)}: {c['error']}") for c in failed]
+        lines.append("")
+    lines.append("Accuracy against the budget, adaptive against transferred: the figures in leaderboard.html.")
+    return "\n".join(lines) + "\n"

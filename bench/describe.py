@@ -18,7 +18,7 @@ import tokenize
 from collections.abc import Callable, Mapping
 from typing import Any
 
-_HIDDEN = {"input_shape", "num_classes", "mean", "std"}  # filled in from the dataset (a model factory's context)
+_HIDDEN = {"input_shape", "num_classes", "mean", "std", "in_features", "classes", "graph_level"}  # filled in from the dataset (a model factory's context)
 
 
 def _comments(obj: Any) -> dict[str, str]:

@@ -68,11 +68,16 @@ class _Worker:
         self.task: tuple[Task, float] | None = None
 
     def stop(self) -> None:
+        """An idle worker ends itself when its pipe closes (its interpreter shuts down cleanly, releasing what it holds,
+        e.g. semaphores, which a terminated one leaks); one mid-job is terminated."""
         with contextlib.suppress(Exception):
             self.conn.close()
         with contextlib.suppress(Exception):
-            self.process.terminate()
-            self.process.join(timeout=5)
+            if self.task is None:
+                self.process.join(timeout=5)
+            if self.process.is_alive():
+                self.process.terminate()
+                self.process.join(timeout=5)
 
 
 class ProcessesExecutor(Executor):

@@ -159,7 +159,14 @@ class PRBCD(_PyGAttack):
     """Projected randomized block coordinate descent (Geisler et al. 2021): a relaxed flip per pair of a random block,
     projected on the budget, resampled, then sampled into discrete flips."""
 
-    def __init__(self, epochs: int = 125, epochs_resampling: int = 100, block_size: int = 10_000, lr: float = 1000.0, loss: str = "prob_margin") -> None:
+    def __init__(
+        self,
+        epochs: int = 125,  # attack steps (PyG's default)
+        epochs_resampling: int = 100,  # of them, the first ones that resample the block's weakest pairs
+        block_size: int = 10_000,  # node pairs relaxed at a time (Geisler et al.: a random block, not all n^2)
+        lr: float = 1000.0,  # step size, scaled by PyG with the budget and the block
+        loss: str = "prob_margin",  # PyG's loss name: prob_margin, masked, margin, tanh_margin, ...
+    ) -> None:
         super().__init__(epochs, block_size)
         require(
             isinstance(epochs_resampling, int) and 0 <= epochs_resampling <= epochs,
@@ -177,7 +184,12 @@ class PRBCD(_PyGAttack):
 class GRBCD(_PyGAttack):
     """Greedy randomized block coordinate descent (Geisler et al. 2021): the flips with the largest gradient, a few per step."""
 
-    def __init__(self, epochs: int = 125, block_size: int = 10_000, loss: str = "masked") -> None:
+    def __init__(
+        self,
+        epochs: int = 125,  # attack steps (flips are spread over them)
+        block_size: int = 10_000,  # node pairs scored at a time
+        loss: str = "masked",  # PyG's loss name
+    ) -> None:
         super().__init__(epochs, block_size)
         self.loss = loss
 
@@ -196,7 +208,11 @@ class FeaturePGD(GraphAttack):
     gradient = True
     budget_unit = "eps"
 
-    def __init__(self, steps: int = 50, step_size: float = 0.1) -> None:
+    def __init__(
+        self,
+        steps: int = 50,  # gradient steps
+        step_size: float = 0.1,  # per step, as a fraction of the budget (eps)
+    ) -> None:
         require(isinstance(steps, int) and steps >= 1, "steps", f"must be an integer >= 1, got {steps!r}")
         require(isinstance(step_size, int | float) and step_size > 0, "step_size", f"must be > 0 (a fraction of the budget), got {step_size!r}")
         self.steps, self.step_size = steps, float(step_size)

@@ -47,6 +47,10 @@ class GraphDefense:
     def preprocess(self, x: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor | None) -> Edges:
         return edge_index, edge_weight
 
+    def preprocess_dense(self, x: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor | None) -> torch.Tensor | None:
+        """The same graph as a dense weighted adjacency (n, n), where that is the cheaper form; None: use ``preprocess``."""
+        return None
+
 
 class Defended(nn.Module):
     """``model`` behind ``defense``'s preprocessing: the pipeline attacks and evaluation see (same forward signature)."""
@@ -56,8 +60,16 @@ class Defended(nn.Module):
         self.model, self.defense = model, defense
         self.edge_weights = bool(getattr(model, "edge_weights", False)) and defense.differentiable
 
+    def edges(self, x: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor | None = None) -> Edges:
+        """What the model behind the defense is given: the preprocessed edges, or a dense adjacency where both sides can."""
+        if getattr(self.model, "dense_adjacency", False):
+            dense = self.defense.preprocess_dense(x, edge_index, edge_weight)
+            if dense is not None:
+                return dense, None
+        return self.defense.preprocess(x, edge_index, edge_weight)
+
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor | None = None, batch: torch.Tensor | None = None) -> torch.Tensor:
-        edge_index, edge_weight = self.defense.preprocess(x, edge_index, edge_weight)
+        edge_index, edge_weight = self.edges(x, edge_index, edge_weight)
         return self.model(x, edge_index, edge_weight, batch)
 
 
@@ -70,7 +82,10 @@ class Jaccard(GraphDefense):
 
     preprocesses = True
 
-    def __init__(self, threshold: float = 0.01) -> None:
+    def __init__(
+        self,
+        threshold: float = 0.01,  # the feature similarity an edge needs to stay (Jaccard for binary features, else cosine)
+    ) -> None:
         require(isinstance(threshold, int | float) and 0 <= threshold <= 1, "threshold", f"must be a similarity in [0, 1], got {threshold!r}")
         self.threshold = float(threshold)
 
@@ -96,11 +111,19 @@ class LowRank(GraphDefense):
     preprocesses = True
     needs_edge_weights = True
 
-    def __init__(self, rank: int = 10) -> None:
+    def __init__(
+        self,
+        rank: int = 10,  # rank of the approximation (Entezari et al.: 10 to 50)
+    ) -> None:
         require(isinstance(rank, int) and rank >= 1, "rank", f"must be an integer >= 1, got {rank!r}")
         self.rank = rank
 
     def preprocess(self, x: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor | None) -> Edges:
+        low = self.preprocess_dense(x, edge_index, edge_weight)
+        index = (low.detach() > 0).nonzero().t()
+        return index, low[index[0], index[1]]
+
+    def preprocess_dense(self, x: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor | None) -> torch.Tensor:
         n = x.shape[0]
         weight = edge_weight if edge_weight is not None else torch.ones(edge_index.shape[1], device=x.device)
         dense = torch.zeros(n, n, device=x.device, dtype=weight.dtype).index_put((edge_index[0], edge_index[1]), weight, accumulate=True)
@@ -113,9 +136,7 @@ class LowRank(GraphDefense):
             u, s, v = torch.svd_lowrank(dense, q=min(k + 8, n), niter=4)
         vh = v.t()
         low = ((u[:, :k] * s[:k]) @ vh[:k]).clamp(min=0)
-        low = low * (1 - torch.eye(n, device=x.device, dtype=low.dtype))  # the model adds its own self loops
-        index = (low.detach() > 0).nonzero().t()
-        return index, low[index[0], index[1]]
+        return low * (1 - torch.eye(n, device=x.device, dtype=low.dtype))  # the model adds its own self loops
 
 
 class Median(GraphDefense):

@@ -48,13 +48,25 @@ class WeightedGINConv(MessagePassing):
         return x_j if edge_weight is None else edge_weight.view(-1, 1) * x_j
 
 
+def dense_gcn(conv: GCNConv, x: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
+    """``conv`` on a dense weighted adjacency (n, n), as GCNConv computes it on the same weights as edges: self loops of
+    weight 1 where the diagonal is 0, symmetric degree normalization, messages from row to column."""
+    a = adjacency + torch.diag((adjacency.diagonal() == 0).to(adjacency.dtype))
+    scale = a.sum(0).clamp(min=1e-12).pow(-0.5)  # in-degrees (at the column), as gcn_norm
+    return (scale[:, None] * a * scale[None, :]).t() @ conv.lin(x) + conv.bias
+
+
 class GraphNet(nn.Module):
-    """Layers of one convolution kind with ReLU and dropout between them, an optional pooling head."""
+    """Layers of one convolution kind with ReLU and dropout between them, an optional pooling head.
+
+    ``edge_index`` may be a dense float adjacency (n, n) instead of edges when every layer is a sum-aggregating GCNConv
+    (``dense_adjacency``): a defense whose graph is dense (svd) then costs one matrix product per layer, not n^2 messages."""
 
     def __init__(self, convs: list[nn.Module], *, weighted: bool, dropout: float, graph_level: bool, pool: str, hidden: int, classes: int) -> None:
         super().__init__()
         self.convs = nn.ModuleList(convs)
         self.edge_weights = weighted
+        self.dense_adjacency = weighted and all(type(conv) is GCNConv for conv in convs) and not graph_level
         self.dropout = dropout
         self.pool = POOLS[pool] if graph_level else None
         self.head = nn.Linear(hidden, classes) if graph_level else None
@@ -63,7 +75,10 @@ class GraphNet(nn.Module):
         last = len(self.convs) - 1
         for i, conv in enumerate(self.convs):
             x = nn.functional.dropout(x, self.dropout, self.training)
-            x = conv(x, edge_index, edge_weight) if self.edge_weights else conv(x, edge_index)
+            if edge_index.is_floating_point():
+                x = dense_gcn(conv, x, edge_index)
+            else:
+                x = conv(x, edge_index, edge_weight) if self.edge_weights else conv(x, edge_index)
             if i < last or self.head is not None:
                 x = x.relu()
         if self.head is not None:
@@ -84,10 +99,16 @@ def _check_pool(pool: str) -> None:
 
 @GRAPH_MODELS.register("gcn", description="graph convolutional network (Kipf & Welling 2017); aggr='median' is the median defense")
 def gcn(
-    in_features: int, classes: int, *, graph_level: bool = False, hidden: int = 32, layers: int = 2, dropout: float = 0.5, aggr: str = "add", pool: str = "mean"
+    in_features: int,
+    classes: int,
+    *,
+    graph_level: bool = False,
+    hidden: int = 32,  # units per hidden layer
+    layers: int = 2,  # graph convolutions
+    dropout: float = 0.5,  # dropout before each layer
+    aggr: str = "add",  # 'add' (GCN) or 'median' (the median defense; not differentiable in edge weights)
+    pool: str = "mean",  # graph-level readout: 'mean' or 'max'
 ) -> GraphNet:
-    """hidden: units per hidden layer; layers: convolutions; dropout: before each convolution;
-    aggr: 'add' (GCN) or 'median' (MedianAggregation: not differentiable in the edge weights); pool: graph-level readout."""
     _check_pool(pool)
     require(aggr in ("add", "median"), "aggr", f"must be 'add' or 'median', got {aggr!r}")
     if aggr == "median":
@@ -101,10 +122,16 @@ def gcn(
 
 @GRAPH_MODELS.register("gat", description="graph attention network (Velickovic et al. 2018); attacked on the structure by transfer")
 def gat(
-    in_features: int, classes: int, *, graph_level: bool = False, hidden: int = 8, heads: int = 8, layers: int = 2, dropout: float = 0.5, pool: str = "mean"
+    in_features: int,
+    classes: int,
+    *,
+    graph_level: bool = False,
+    hidden: int = 8,  # units per hidden layer
+    heads: int = 8,  # attention heads of the hidden layers (the last layer has one)
+    layers: int = 2,  # graph convolutions
+    dropout: float = 0.5,  # dropout before each layer
+    pool: str = "mean",  # graph-level readout: 'mean' or 'max'
 ) -> GraphNet:
-    """hidden: units per head; heads: attention heads of the hidden layers (the last has one); layers: convolutions;
-    dropout: before each convolution and on the attention; pool: graph-level readout."""
     _check_pool(pool)
     require(isinstance(heads, int) and heads >= 1, "heads", f"must be an integer >= 1, got {heads!r}")
     sizes = _sizes(in_features, classes, hidden, layers, graph_level)
@@ -117,8 +144,16 @@ def gat(
 
 
 @GRAPH_MODELS.register("gin", description="graph isomorphism network (Xu et al. 2019), sum aggregation weighted by edge weights")
-def gin(in_features: int, classes: int, *, graph_level: bool = False, hidden: int = 32, layers: int = 2, dropout: float = 0.5, pool: str = "mean") -> GraphNet:
-    """hidden: units per layer (each layer's MLP has two); layers: convolutions; dropout: before each; pool: graph-level readout."""
+def gin(
+    in_features: int,
+    classes: int,
+    *,
+    graph_level: bool = False,
+    hidden: int = 32,  # units per hidden layer
+    layers: int = 2,  # graph convolutions
+    dropout: float = 0.5,  # dropout before each layer
+    pool: str = "mean",  # graph-level readout: 'mean' or 'max'
+) -> GraphNet:
     _check_pool(pool)
     convs: list[nn.Module] = []
     for a, b in _sizes(in_features, classes, hidden, layers, graph_level):
@@ -127,8 +162,16 @@ def gin(in_features: int, classes: int, *, graph_level: bool = False, hidden: in
 
 
 @GRAPH_MODELS.register("sage", description="GraphSAGE, mean aggregation (Hamilton et al. 2017); attacked on the structure by transfer")
-def sage(in_features: int, classes: int, *, graph_level: bool = False, hidden: int = 32, layers: int = 2, dropout: float = 0.5, pool: str = "mean") -> GraphNet:
-    """hidden: units per hidden layer; layers: convolutions; dropout: before each; pool: graph-level readout."""
+def sage(
+    in_features: int,
+    classes: int,
+    *,
+    graph_level: bool = False,
+    hidden: int = 32,  # units per hidden layer
+    layers: int = 2,  # graph convolutions
+    dropout: float = 0.5,  # dropout before each layer
+    pool: str = "mean",  # graph-level readout: 'mean' or 'max'
+) -> GraphNet:
     _check_pool(pool)
     convs = [SAGEConv(a, b) for a, b in _sizes(in_features, classes, hidden, layers, graph_level)]
     return GraphNet(convs, weighted=False, dropout=dropout, graph_level=graph_level, pool=pool, hidden=hidden, classes=classes)
@@ -154,9 +197,16 @@ class APPNPNet(nn.Module):
 
 @GRAPH_MODELS.register("appnp", description="APPNP: an MLP, then K steps of personalized PageRank (Gasteiger et al. 2019)")
 def appnp(
-    in_features: int, classes: int, *, graph_level: bool = False, hidden: int = 64, k: int = 10, alpha: float = 0.1, dropout: float = 0.5, pool: str = "mean"
+    in_features: int,
+    classes: int,
+    *,
+    graph_level: bool = False,
+    hidden: int = 64,  # units per hidden layer
+    k: int = 10,  # propagation steps
+    alpha: float = 0.1,  # teleport probability
+    dropout: float = 0.5,  # dropout before each layer
+    pool: str = "mean",  # graph-level readout: 'mean' or 'max'
 ) -> APPNPNet:
-    """hidden: units of the MLP's hidden layer; k: propagation steps; alpha: teleport probability; dropout: on the input; pool: graph-level readout."""
     _check_pool(pool)
     require(isinstance(k, int) and k >= 1, "k", f"must be an integer >= 1, got {k!r}")
     require(isinstance(alpha, int | float) and 0 < alpha <= 1, "alpha", f"must be in (0, 1], got {alpha!r}")
@@ -182,8 +232,15 @@ class GraphFreeMLP(nn.Module):
 
 
 @GRAPH_MODELS.register("mlp", description="an MLP on the node features that ignores the graph: the baseline every GNN is compared to")
-def mlp(in_features: int, classes: int, *, graph_level: bool = False, hidden: int = 64, dropout: float = 0.5, pool: str = "mean") -> GraphFreeMLP:
-    """hidden: units of the hidden layer; dropout: before the output layer; pool: graph-level readout (over node embeddings)."""
+def mlp(
+    in_features: int,
+    classes: int,
+    *,
+    graph_level: bool = False,
+    hidden: int = 64,  # units per hidden layer
+    dropout: float = 0.5,  # dropout before each layer
+    pool: str = "mean",  # graph-level readout: 'mean' or 'max'
+) -> GraphFreeMLP:
     _check_pool(pool)
     require(isinstance(hidden, int) and hidden >= 1, "hidden", f"must be an integer >= 1, got {hidden!r}")
     layers: list[nn.Module] = [nn.Linear(in_features, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, classes)]

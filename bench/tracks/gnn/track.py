@@ -464,9 +464,9 @@ def _fit(
     net = _built(model, data, seed, defense_spec)
     if model.train:
         if isinstance(data, NodeGraph):
-            edge_index, edge_weight = defense.preprocess(data.x, data.edge_index, None)
-            inner = data.with_edges(edge_index)
-            net = train_nodes(net, inner, spec.training, seed=seed, device=device, edge_weight=edge_weight.detach() if edge_weight is not None else None)
+            with torch.no_grad():
+                edges = Defended(net, defense).edges(data.x.to(device), data.edge_index.to(device))
+            net = train_nodes(net, data, spec.training, seed=seed, device=device, edges=edges)
         else:
             net = train_graphs(net, data, spec.training, seed=seed, device=device)
     return Defended(net.to(device).eval(), defense), time.perf_counter() - start

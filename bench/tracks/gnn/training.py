@@ -22,11 +22,16 @@ from bench.tracks.gnn.graphs import GraphSet, NodeGraph
 from bench.training import make_optimizer
 
 
-def train_nodes(model: nn.Module, graph: NodeGraph, training: Any, *, seed: int, device: torch.device, edge_weight: torch.Tensor | None = None) -> nn.Module:
-    """Train ``model`` on ``graph``'s training nodes for ``training.epochs`` full-batch epochs; keep the best validation epoch."""
+def train_nodes(
+    model: nn.Module, graph: NodeGraph, training: Any, *, seed: int, device: torch.device, edges: tuple[torch.Tensor, torch.Tensor | None] | None = None
+) -> nn.Module:
+    """Train ``model`` on ``graph``'s training nodes for ``training.epochs`` full-batch epochs; keep the best validation epoch.
+    ``edges``: what the model is given instead of the graph's edges (a defense's preprocessed graph, computed once)."""
     torch.manual_seed(seed)
     model = model.to(device)
-    x, edge_index, y = graph.x.to(device), graph.edge_index.to(device), graph.y.to(device)
+    edge_index, edge_weight = edges if edges is not None else (graph.edge_index, None)
+    x, y, edge_index = graph.x.to(device), graph.y.to(device), edge_index.to(device)
+    edge_weight = edge_weight.to(device) if edge_weight is not None else None
     train, val = graph.train_mask.to(device), graph.val_mask.to(device)
     optimizer = make_optimizer(model, training)
     best, best_state = -1.0, None

@@ -80,7 +80,8 @@ def accuracy_vs_budget(cells: Sequence[Mapping[str, Any]]) -> list[Plot]:
                 ys = [_percent(first["clean_accuracy"])] + [_percent(c["metrics"]["robust_accuracy"]) for c in points]
                 lows = [_percent(first["clean_accuracy_low"])] + [_percent(c["metrics"]["robust_accuracy_low"]) for c in points]
                 highs = [_percent(first["clean_accuracy_high"])] + [_percent(c["metrics"]["robust_accuracy_high"]) for c in points]
-                drawn = axes.plot(xs, ys, marker="o", markersize=4, linewidth=1.6, label=plain(name(*pair)))
+                label = name(*pair) + (" (transfer only)" if any("transfer-only" in c["flags"] for c in points) else "")
+                drawn = axes.plot(xs, ys, marker="o", markersize=4, linewidth=1.6, label=plain(label))
                 if not all(math.isnan(v) for v in lows):
                     axes.fill_between(xs, lows, highs, color=drawn[0].get_color(), alpha=0.15, linewidth=0)
             if dataset in reference:

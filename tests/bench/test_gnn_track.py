@@ -238,6 +238,55 @@ def test_poisoning_retrains_on_the_perturbed_graph(tmp_path, capsys):
     assert dice["metrics"]["robust_accuracy"] < dice["metrics"]["clean_accuracy"]
 
 
+def test_adversarial_training_on_the_structure_trains_each_model_that_pr_bcd_can_attack(tmp_path, capsys):
+    spec = TINY.replace("seeds = 3", "seeds = 1").replace('[[attacks]]\nname = "dice"\nbudget = [0.1]\n', "").replace('name = "prbcd"', CHEAP_PRBCD)
+    at = '[[models]]\nname = "gat"\n[[defenses]]\nname = "none"\n[[defenses]]\nname = "prbcd-at"\nevery = 100\nattack_epochs = 5'
+    (tmp_path / "spec.toml").write_text(spec.replace('[[defenses]]\nname = "none"', at))
+    assert run(tmp_path / "spec.toml", tmp_path / "run") == 0
+    found = cells(tmp_path / "run", capsys)
+    trained = cell(found, model="gcn", defense="prbcd-at(attack_epochs=5, every=100)", attack=CHEAP, mode="adaptive")
+    plain = cell(found, model="gcn", defense="none", attack=CHEAP)
+    assert trained["status"] == "ok" and trained["metrics"]["clean_accuracy"] != plain["metrics"]["clean_accuracy"]  # another model
+    assert not [c for c in found if c["model"] == "gat" and c["defense"].startswith("prbcd-at")]  # gat cannot be attacked by PR-BCD
+
+
+POINTS = """
+track = "gnn"
+dataset = "shapes"
+seeds = 1
+executor = "serial"
+[[models]]
+name = "pointnet"
+[[models]]
+name = "edgeconv"
+hidden = 32
+[[defenses]]
+name = "none"
+[[attacks]]
+name = "point-perturb"
+budget = [0.05]
+[[attacks]]
+name = "point-drop"
+budget = [0.25]
+[training]
+epochs = 15
+lr = 0.003
+batch_size = 16
+"""
+
+
+def test_point_clouds_run_through_the_track_and_meet_the_graph_free_model_under_the_same_attack(tmp_path, capsys):
+    (tmp_path / "spec.toml").write_text(POINTS)
+    assert run(tmp_path / "spec.toml", tmp_path / "run") == 0
+    found = cells(tmp_path / "run", capsys)
+    assert all(c["status"] == "ok" for c in found)  # every perturbed cloud passed the threat-model check
+    for model in ("pointnet", "edgeconv(hidden=32)"):
+        perturbed = cell(found, model=model, attack="point-perturb")["metrics"]
+        assert perturbed["clean_accuracy"] >= 0.8 and perturbed["robust_accuracy"] < perturbed["clean_accuracy"]
+    edgeconv, pointnet = cell(found, model="edgeconv(hidden=32)", attack="point-drop"), cell(found, model="pointnet", attack="point-drop")
+    assert edgeconv["mlp_model"] == "pointnet" and edgeconv["mlp_accuracy"] == pointnet["metrics"]["robust_accuracy"]  # under the same attack
+
+
 # -- a harness citizen ----------------------------------------------------------------
 def test_kill_then_resume_gives_the_leaderboard_of_an_uninterrupted_run(tiny, tmp_path, capsys):
     killed = tmp_path / "killed"

@@ -36,7 +36,8 @@ GRAPH_ATTACKS: Registry = Registry("graph attack", entry_points="frontier_bench.
 
 class GraphAttack:
     """Base class: ``perturb(model, graph, budget, targets=..., generator=...)`` for one graph (node classification),
-    ``perturb_graphs(model, graphs, budget, generator=..., device=...)`` for graph classification."""
+    ``perturb_graphs(model, graphs, budget, generator=..., device=..., feature_range=...)`` for graph classification
+    (``feature_range``: the dataset's bounds of node features, None when unbounded)."""
 
     kind = "structure"  # structure | features | points
     levels: tuple[str, ...] = ("nodes",)  # 'nodes': one graph, node classification; 'graphs': graph classification
@@ -46,7 +47,9 @@ class GraphAttack:
     def perturb(self, model: nn.Module, graph: NodeGraph, budget: float, *, targets: torch.Tensor, generator: torch.Generator) -> NodeGraph:
         raise NotImplementedError
 
-    def perturb_graphs(self, model: nn.Module, graphs: Sequence[Any], budget: float, *, generator: torch.Generator, device: torch.device) -> list[Any]:
+    def perturb_graphs(
+        self, model: nn.Module, graphs: Sequence[Any], budget: float, *, generator: torch.Generator, device: torch.device, feature_range: Any = None
+    ) -> list[Any]:
         raise NotImplementedError
 
 
@@ -237,13 +240,14 @@ class FeaturePGD(GraphAttack):
         x = self._ascend(lambda z: nn.functional.cross_entropy(model(z, edge_index)[t], y[t]), graph.x.to(device), budget, graph.feature_range)
         return graph.with_features(x.cpu())
 
-    def perturb_graphs(self, model: nn.Module, graphs: Sequence[Any], budget: float, *, generator: torch.Generator, device: torch.device) -> list[Any]:
+    def perturb_graphs(
+        self, model: nn.Module, graphs: Sequence[Any], budget: float, *, generator: torch.Generator, device: torch.device, feature_range: Any = None
+    ) -> list[Any]:
         from bench.tracks.gnn.training import batches
 
         out = []
         for batch in batches(graphs, 256):
             batch = batch.to(device)
-            feature_range = getattr(graphs[0], "feature_range", None)
             x = self._ascend(
                 lambda z, b=batch: nn.functional.cross_entropy(model(z, b.edge_index, None, b.batch), b.y.view(-1)), batch.x, budget, feature_range
             )

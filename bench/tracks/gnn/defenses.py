@@ -23,6 +23,7 @@ blocks them (``median``) is attacked by transfer and says so.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -30,6 +31,8 @@ from torch import nn
 
 from bench.errors import require
 from bench.registry import Registry
+from bench.tracks.gnn.graphs import NodeGraph
+from bench.tracks.gnn.training import train_nodes
 
 GRAPH_DEFENSES: Registry = Registry("graph defense", entry_points="frontier_bench.graph_defenses", import_paths=True)
 
@@ -43,6 +46,11 @@ class GraphDefense:
     model_params: Mapping[str, Any] = {}  # merged into the model factory's parameters (an architecture defense)
     preprocesses = False
     needs_edge_weights = False  # its graph carries weights: only models that read edge weights can take it
+    levels: tuple[str, ...] = ("nodes", "graphs")  # the datasets it applies to
+
+    def fit(self, model: nn.Module, graph: NodeGraph, training: Any, *, seed: int, device: torch.device, edges: Edges) -> nn.Module:
+        """Train ``model`` (behind this defense, which gave ``edges``) on ``graph``: plain training unless the defense trains."""
+        return train_nodes(model, graph, training, seed=seed, device=device, edges=edges)
 
     def preprocess(self, x: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor | None) -> Edges:
         return edge_index, edge_weight
@@ -81,6 +89,7 @@ class Jaccard(GraphDefense):
     """GCN-Jaccard: edges between dissimilar nodes are dropped before the model sees the graph."""
 
     preprocesses = True
+    levels = ("nodes",)
 
     def __init__(
         self,
@@ -110,6 +119,7 @@ class LowRank(GraphDefense):
 
     preprocesses = True
     needs_edge_weights = True
+    levels = ("nodes",)
 
     def __init__(
         self,
@@ -146,7 +156,42 @@ class Median(GraphDefense):
     model_params = {"aggr": "median"}
 
 
+class PRBCDTraining(GraphDefense):
+    """Adversarial training on the structure (Xu et al. 2019; Geisler et al. 2021): training alternates with PR-BCD
+    perturbing the training graph against the current model on the training nodes; every ``every`` epochs the model
+    continues on a freshly perturbed graph (the first round on the clean one)."""
+
+    levels = ("nodes",)
+    needs_edge_weights = True  # PR-BCD needs gradients w.r.t. the edges
+
+    def __init__(
+        self,
+        budget: float = 0.1,  # edge flips per perturbed training graph, as a fraction of the edges
+        every: int = 20,  # epochs between perturbations
+        attack_epochs: int = 20,  # PR-BCD steps per perturbation (a short attack: training calls it often)
+    ) -> None:
+        require(isinstance(budget, int | float) and 0 < budget <= 1, "budget", f"must be a fraction in (0, 1], got {budget!r}")
+        require(isinstance(every, int) and every >= 1, "every", f"must be an integer >= 1, got {every!r}")
+        require(isinstance(attack_epochs, int) and attack_epochs >= 1, "attack_epochs", f"must be an integer >= 1, got {attack_epochs!r}")
+        self.budget, self.every, self.attack_epochs = float(budget), every, attack_epochs
+
+    def fit(self, model: nn.Module, graph: NodeGraph, training: Any, *, seed: int, device: torch.device, edges: Edges) -> nn.Module:
+        from bench.tracks.gnn.attacks import PRBCD
+
+        attack = PRBCD(epochs=self.attack_epochs, epochs_resampling=self.attack_epochs * 4 // 5)
+        generator = torch.Generator().manual_seed(seed)
+        rounds = max(1, -(-training.epochs // self.every))
+        current = graph
+        for r in range(rounds):
+            if r > 0:
+                current = attack.perturb(model, graph, self.budget, targets=graph.train_mask.nonzero().flatten(), generator=generator)
+            epochs = min(self.every, training.epochs - r * self.every)  # the rounds add up to training.epochs
+            model = train_nodes(model, current, replace(training, epochs=epochs), seed=seed + r, device=device)
+        return model
+
+
 GRAPH_DEFENSES.register("none", NoDefense, description="no defense")
 GRAPH_DEFENSES.register("jaccard", Jaccard, description="GCN-Jaccard: drop edges between dissimilar nodes (Wu et al. 2019)")
 GRAPH_DEFENSES.register("svd", LowRank, description="GCN-SVD: a low-rank approximation of the adjacency (Entezari et al. 2020)")
 GRAPH_DEFENSES.register("median", Median, description="median aggregation instead of the sum (PyG's MedianAggregation)")
+GRAPH_DEFENSES.register("prbcd-at", PRBCDTraining, description="adversarial training against PR-BCD on the training nodes (Xu et al. 2019)")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -96,7 +97,9 @@ class PointPerturb(GraphAttack):
             delta = self._step(delta.detach(), grad, eps)
         return (pos + best).detach()
 
-    def perturb_graphs(self, model: nn.Module, graphs: Sequence[Data], budget: float, *, generator: torch.Generator, device: torch.device) -> list[Data]:
+    def perturb_graphs(
+        self, model: nn.Module, graphs: Sequence[Data], budget: float, *, generator: torch.Generator, device: torch.device, feature_range: Any = None
+    ) -> list[Data]:
         require(budget >= 0, "budget", f"must be >= 0 (eps), got {budget!r}")
         out = list(graphs)
         if budget == 0:
@@ -131,7 +134,9 @@ class PointDrop(GraphAttack):
         offset = (pos - pos.median(dim=1, keepdim=True).values).detach()
         return -offset.norm(dim=-1).pow(self.alpha) * (grad * offset).sum(-1)
 
-    def perturb_graphs(self, model: nn.Module, graphs: Sequence[Data], budget: float, *, generator: torch.Generator, device: torch.device) -> list[Data]:
+    def perturb_graphs(
+        self, model: nn.Module, graphs: Sequence[Data], budget: float, *, generator: torch.Generator, device: torch.device, feature_range: Any = None
+    ) -> list[Data]:
         require(0 <= budget < 1, "budget", f"must be in [0, 1) (the fraction of points dropped), got {budget!r}")
         out = list(graphs)
         for ids in _chunks(graphs):

@@ -44,7 +44,7 @@ from bench.tracks.gnn.defenses import GRAPH_DEFENSES, Defended, GraphDefense
 from bench.tracks.gnn.graphs import GraphSet, NodeGraph
 from bench.tracks.gnn.models import GRAPH_MODELS, differentiable_in_edges, graph_free
 from bench.tracks.gnn.threat import violations
-from bench.tracks.gnn.training import graph_predictions, node_predictions, train_graphs, train_nodes
+from bench.tracks.gnn.training import graph_predictions, node_predictions, train_graphs
 from bench.worker import Cache, dataset, dataset_id, resolve_device
 from reports.gnn import EXPLANATIONS
 
@@ -172,8 +172,8 @@ class GNNTrack(Track):
             if made.kind == "points" and not getattr(data, "points", False):
                 raise UserError(f"spec.attacks[{i}] ({attack.label}): moves points of point clouds; {spec.dataset} has none")
         for i, defense in enumerate(spec.defenses):
-            if level == "graphs" and _defense(defense).preprocesses:
-                raise UserError(f"spec.defenses[{i}] ({defense.label}): preprocesses one graph for node classification; {spec.dataset} is a graphs dataset")
+            if level not in _defense(defense).levels:
+                raise UserError(f"spec.defenses[{i}] ({defense.label}): defends node classification on one graph; {spec.dataset} is a {level} dataset")
         if spec.n_examples is not None and level == "nodes" and spec.n_examples > len(data.test_nodes):
             raise UserError(f"spec.n_examples: {spec.n_examples} asked for, but {spec.dataset} has {len(data.test_nodes)} test nodes")
         for i, model in enumerate(spec.models):
@@ -306,7 +306,7 @@ class GNNTrack(Track):
             graphs = list(data.test[: spec.n_examples] if spec.n_examples else data.test)
             labels = torch.cat([g.y.view(-1) for g in graphs])
             clean_correct = graph_predictions(net, graphs, device) == labels
-            perturbed = attack.perturb_graphs(net, graphs, budget, generator=generator, device=device)
+            perturbed = attack.perturb_graphs(net, graphs, budget, generator=generator, device=device, feature_range=data.feature_range)
             problems = violations(
                 attack.kind, graphs, perturbed, budget, unit=attack.budget_unit, norm=getattr(attack, "norm", "linf"), feature_range=data.feature_range
             )
@@ -466,7 +466,7 @@ def _fit(
         if isinstance(data, NodeGraph):
             with torch.no_grad():
                 edges = Defended(net, defense).edges(data.x.to(device), data.edge_index.to(device))
-            net = train_nodes(net, data, spec.training, seed=seed, device=device, edges=edges)
+            net = defense.fit(net, data, spec.training, seed=seed, device=device, edges=edges)
         else:
             net = train_graphs(net, data, spec.training, seed=seed, device=device)
     return Defended(net.to(device).eval(), defense), time.perf_counter() - start

@@ -59,7 +59,8 @@ def dataset(spec: Any, cache: Cache) -> Dataset:
     def make() -> Dataset:
         from bench.catalog import registry
 
-        return registry(TRACKS.create(spec.track).datasets).create(spec.dataset, **spec.dataset_params)
+        kind = getattr(TRACKS.get(spec.track), "datasets", "datasets") if spec.track in TRACKS else "datasets"  # a track run unregistered: images
+        return registry(kind).create(spec.dataset, **spec.dataset_params)
 
     return cache.get(["dataset", spec.track, spec.dataset, dict(spec.dataset_params)], make)
 

@@ -21,7 +21,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from reports.gnn import ADAPTIVE, PERCENT_UNITS, TRANSFER, UNIT_TITLES, graph_free_reference, is_worst_case, name, row_order, sections
+from reports.gnn import ADAPTIVE, PERCENT_UNITS, TRANSFER, UNIT_TITLES, graph_free_reference, is_worst_case, name, row_order
+from reports.gnn_tables import sections
 from reports.plots import _STYLE, Plot, legend_outside, plain, slug
 
 X_LABELS = {

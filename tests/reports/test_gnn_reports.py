@@ -15,16 +15,8 @@ import reports.gnn_plots as plots
 from bench.baseline import cell_metrics
 from bench.store import Outcome, Record
 from reports.csv_export import to_csv
-from reports.gnn import (
-    EXPLANATIONS,
-    WORST_CASE,
-    aggregate,
-    gnn_markdown,
-    gradient_masking,
-    masked_pairs,
-    summary_lines,
-    tables,
-)
+from reports.gnn import EXPLANATIONS, WORST_CASE, aggregate, gradient_masking, masked_pairs
+from reports.gnn_tables import gnn_markdown, summary_lines, tables
 from reports.json_export import to_json
 from reports.plots import save_png, to_svg
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -34,79 +34,33 @@ from torch import nn
 
 from bench import fields
 from bench.errors import UserError, one_line
-from bench.fields import _param_suffix
 from bench.runner import job_key
 from bench.spec import RunSpec
 from bench.store import Outcome, Record
 from bench.tracks import HIGHER, LOWER, Job, JobResult, Metric, Task, Track
-from bench.tracks.gnn.attacks import GRAPH_ATTACKS, GraphAttack, edge_budget, flip
-from bench.tracks.gnn.defenses import GRAPH_DEFENSES, Defended, GraphDefense
+from bench.tracks.gnn.attacks import edge_budget, flip
+from bench.tracks.gnn.defenses import Defended
 from bench.tracks.gnn.graphs import GraphSet, NodeGraph
-from bench.tracks.gnn.models import GRAPH_MODELS, differentiable_in_edges, graph_free
+from bench.tracks.gnn.models import graph_free
+from bench.tracks.gnn.section import (
+    ADAPTIVE,
+    BUDGETS,
+    TRANSFER,
+    GNNSection,
+    GraphAttackSpec,
+    GraphModel,
+    applies,
+    attacks_field,
+    differentiable,
+    graph_model,
+    is_graph_free,
+    make_defense,
+    surrogate_of,
+)
 from bench.tracks.gnn.threat import violations
 from bench.tracks.gnn.training import graph_predictions, node_predictions, train_graphs
 from bench.worker import Cache, dataset, dataset_id, resolve_device
 from reports.gnn import EXPLANATIONS
-
-BUDGETS = [0.01, 0.05, 0.1, 0.25]  # fractions of the edges (Geisler et al. 2021; Mujkanovic et al. 2022)
-ADAPTIVE, TRANSFER = "adaptive", "transfer"
-
-
-@dataclass(frozen=True)
-class GraphModel:
-    """A graph model of the spec: a registered name (or ``module:factory`` / ``file.py:factory``) with parameters,
-    optionally starting from a checkpoint (``train = false``: evaluated as it is)."""
-
-    name: str
-    params: Mapping[str, Any] = field(default_factory=dict)
-    checkpoint: str | None = None
-    train: bool = True
-    target: str = field(default="", metadata=fields.LOCAL)  # the resolved reference of a user's factory
-    checkpoint_path: str | None = field(default=None, metadata=fields.LOCAL)
-    checkpoint_sha256: str | None = field(default=None, metadata=fields.LOCAL)
-    code: str = field(default="", metadata=fields.LOCAL)
-
-    @property
-    def label(self) -> str:
-        return self.name + _param_suffix(self.params)
-
-    @property
-    def identity(self) -> list[Any]:
-        return [self.name, dict(self.params), self.checkpoint_sha256, self.train, self.code]
-
-    def build(self, in_features: int, classes: int, graph_level: bool, extra: Mapping[str, Any] | None = None) -> nn.Module:
-        return GRAPH_MODELS.create(
-            self.target or self.name, context={"in_features": in_features, "classes": classes, "graph_level": graph_level}, **{**self.params, **(extra or {})}
-        )
-
-
-@dataclass(frozen=True)
-class GraphAttackSpec:
-    """A registered graph attack at each budget of its grid."""
-
-    name: str
-    budgets: tuple[float, ...]
-    params: Mapping[str, Any] = field(default_factory=dict)
-    code: str = field(default="", metadata=fields.LOCAL)
-
-    @property
-    def label(self) -> str:
-        return self.name + _param_suffix(self.params)
-
-    def create(self) -> GraphAttack:
-        return GRAPH_ATTACKS.create(self.name, **self.params)
-
-
-@dataclass(frozen=True)
-class GNNSection:
-    """The GNN track's part of a spec."""
-
-    models: tuple[GraphModel, ...]
-    defenses: tuple[fields.ComponentSpec, ...]
-    attacks: tuple[GraphAttackSpec, ...]
-    poisoning: bool = False  # retrain on the perturbed graph (the attack still runs on the clean-trained model)
-    transfer: bool = True  # defended models also get the perturbation transferred from their undefended surrogate
-    surrogate: str = "gcn"  # the surrogate of models not differentiable in their edges (gat, median, ...)
 
 
 class GNNTrack(Track):
@@ -146,7 +100,7 @@ class GNNTrack(Track):
     def parse(self, raw: Mapping[str, Any], *, base_dir: Path) -> GNNSection:
         from bench.catalog import registry
 
-        models = tuple(_graph_model(item, f"spec.models[{i}]", base_dir) for i, item in enumerate(fields._table_list(raw.get("models"), "spec.models")))
+        models = tuple(graph_model(item, f"spec.models[{i}]", base_dir) for i, item in enumerate(fields._table_list(raw.get("models"), "spec.models")))
         fields._unique("spec.models", [m.label for m in models])
         defenses = fields.components_field(raw.get("defenses", [{"name": "none"}]), "defenses", "a graph defense name", "graph-defenses")
         surrogate = raw.get("surrogate", "gcn")
@@ -155,7 +109,7 @@ class GNNTrack(Track):
         return GNNSection(
             models=models,
             defenses=defenses,
-            attacks=_attacks(raw.get("attacks")),
+            attacks=attacks_field(raw.get("attacks")),
             poisoning=fields.boolean(raw, "poisoning", False),
             transfer=fields.boolean(raw, "transfer", True),
             surrogate=surrogate,
@@ -172,7 +126,7 @@ class GNNTrack(Track):
             if made.kind == "points" and not getattr(data, "points", False):
                 raise UserError(f"spec.attacks[{i}] ({attack.label}): moves points of point clouds; {spec.dataset} has none")
         for i, defense in enumerate(spec.defenses):
-            if level not in _defense(defense).levels:
+            if level not in make_defense(defense).levels:
                 raise UserError(f"spec.defenses[{i}] ({defense.label}): defends node classification on one graph; {spec.dataset} is a {level} dataset")
         if spec.n_examples is not None and level == "nodes" and spec.n_examples > len(data.test_nodes):
             raise UserError(f"spec.n_examples: {spec.n_examples} asked for, but {spec.dataset} has {len(data.test_nodes)} test nodes")
@@ -245,20 +199,20 @@ class GNNTrack(Track):
         later: list[tuple] = []
         for model in spec.models:
             for defense in spec.defenses:
-                if not _applies(model, defense):
+                if not applies(model, defense):
                     continue
                 for attack in spec.attacks:
                     made = attack.create()
                     structure_gradient = made.kind == "structure" and made.gradient
-                    direct = not structure_gradient or _differentiable(model, defense) or _graph_free(model)  # graph-free: nothing to move
+                    direct = not structure_gradient or differentiable(model, defense) or is_graph_free(model)  # graph-free: nothing to move
                     for budget in attack.budgets:
                         for seed in seeds:
                             if direct:
                                 add(model, defense, attack, budget, seed, ADAPTIVE, None)
-                            if structure_gradient and not _graph_free(model) and (not direct or (spec.transfer and defense.name != "none")):
+                            if structure_gradient and not is_graph_free(model) and (not direct or (spec.transfer and defense.name != "none")):
                                 later.append((model, defense, attack, budget, seed))
         for model, defense, attack, budget, seed in later:  # after their surrogates' jobs, whose keys they depend on
-            add(model, defense, attack, budget, seed, TRANSFER, _surrogate(model, spec))
+            add(model, defense, attack, budget, seed, TRANSFER, surrogate_of(model, spec))
         return jobs
 
     def run(self, task: Task, cache: Cache) -> JobResult:
@@ -266,7 +220,7 @@ class GNNTrack(Track):
         spec: RunSpec = task.spec
         payload = task.job.payload
         model_spec: GraphModel = payload["model"]
-        defense = _defense(payload["defense"])
+        defense = make_defense(payload["defense"])
         attack_spec: GraphAttackSpec = payload["attack"]
         attack = attack_spec.create()
         budget, seed, mode = payload["budget"], payload["seed"], payload["mode"]
@@ -282,12 +236,12 @@ class GNNTrack(Track):
             targets = _targets(spec, data)
             clean_correct = node_predictions(net, data, targets, device) == data.y[targets]
             allowed = edge_budget(data, budget) if attack.kind == "structure" else None
-            if attack.kind == "structure" and _graph_free(model_spec, trained):
+            if attack.kind == "structure" and is_graph_free(model_spec, trained):
                 perturbed = data  # its predictions do not read the graph: no perturbation can move them
                 metrics["skipped"] = "graph-free model: structure perturbations cannot change its predictions"
             elif mode == TRANSFER:
                 perturbed = _transferred(task, cache, data, attack_spec, budget, seed, device)
-                flags += [] if _differentiable(model_spec, payload["defense"]) else ["transfer-only"]
+                flags += [] if differentiable(model_spec, payload["defense"]) else ["transfer-only"]
             else:
                 perturbed = attack.perturb(net, data, budget, targets=targets, generator=generator)
             problems = violations(attack.kind, data, perturbed, budget, unit=attack.budget_unit, allowed=allowed)
@@ -338,17 +292,17 @@ class GNNTrack(Track):
         return gradient_masking(records)
 
     def markdown(self, cells: Sequence[Mapping[str, Any]]) -> str:
-        from reports.gnn import gnn_markdown
+        from reports.gnn_tables import gnn_markdown
 
         return gnn_markdown(cells)
 
     def summary(self, cells: Sequence[Mapping[str, Any]]) -> list[str]:
-        from reports.gnn import summary_lines
+        from reports.gnn_tables import summary_lines
 
         return summary_lines(cells)
 
     def tables(self, cells: Sequence[Mapping[str, Any]]) -> list[Any] | None:
-        from reports.gnn import tables
+        from reports.gnn_tables import tables
 
         return tables(cells)
 
@@ -363,78 +317,10 @@ class GNNTrack(Track):
         return images(cells)
 
 
-# -- the spec --------------------------------------------------------------------------
-def _graph_model(item: Mapping[str, Any], path: str, base_dir: Path) -> GraphModel:
-    from bench.catalog import registry
-
-    found = fields._model(item, path, base_dir, registry("graph-models"))
-    return GraphModel(found.name, dict(found.params), found.checkpoint, found.train, found.target, found.checkpoint_path, found.checkpoint_sha256, found.code)
-
-
-def _attacks(raw: Any) -> tuple[GraphAttackSpec, ...]:
-    """``[[attacks]]``: each a registered graph attack with a ``budget`` grid (fractions of edges or points, or eps)."""
-    found = []
-    for i, item in enumerate(fields._table_list(raw, "spec.attacks")):
-        path = f"spec.attacks[{i}]"
-        name, grid, params = fields._graded({"budget": BUDGETS, **item}, path, "budget", "a graph attack name")
-        try:
-            made = GRAPH_ATTACKS.create(name, **params)
-        except UserError as error:
-            raise fields._component_error(path, error) from None
-        for budget in grid:
-            if budget < 0 or (made.budget_unit != "eps" and budget > 1):
-                raise fields.fail(f"{path}.budget", f"must be {'>= 0' if made.budget_unit == 'eps' else 'fractions in [0, 1]'}, got {budget}")
-        found.append(GraphAttackSpec(name, tuple(float(b) for b in grid), params, fields._code(GRAPH_ATTACKS, name)))
-    fields._unique("spec.attacks", [a.label for a in found])
-    return tuple(found)
-
-
-def _defense(spec: fields.ComponentSpec) -> GraphDefense:
-    return GRAPH_DEFENSES.create(spec.name, **spec.params)
-
-
-def _probe(model: GraphModel, defense: fields.ComponentSpec | None = None) -> nn.Module | None:
-    """A small instance of ``model`` (with ``defense``'s model change) to read what it declares; None: the change does not apply."""
-    extra = dict(_defense(defense).model_params) if defense is not None else {}
-    try:
-        return model.build(4, 2, False, extra)
-    except (UserError, TypeError):
-        return None
-
-
-def _applies(model: GraphModel, defense: fields.ComponentSpec) -> bool:
-    """A defense applies to a model that reads the graph, takes the defense's model change (if any) and, for a defense
-    whose graph carries weights (svd), reads edge weights."""
-    if defense.name == "none":
-        return True
-    probe = _probe(model, defense)
-    if probe is None or graph_free(probe):
-        return False
-    return differentiable_in_edges(probe) or not _defense(defense).needs_edge_weights
-
-
-def _graph_free(model: GraphModel, built: nn.Module | None = None) -> bool:
-    return graph_free(built if built is not None else _probe(model))
-
-
-def _differentiable(model: GraphModel, defense: fields.ComponentSpec) -> bool:
-    probe = _probe(model, defense)
-    return probe is not None and differentiable_in_edges(probe) and _defense(defense).differentiable
-
-
-def _surrogate(model: GraphModel, spec: RunSpec) -> GraphModel:
-    """The undefended model itself when it is differentiable in its edges, else the section's surrogate (a GCN)."""
-    if _differentiable(model, fields.ComponentSpec("none")):
-        return model
-    from bench.catalog import registry
-
-    return GraphModel(spec.surrogate, code=fields._code(registry("graph-models"), spec.surrogate))
-
-
 # -- running ------------------------------------------------------------------------
 def _built(model: GraphModel, data: NodeGraph | GraphSet, seed: int, defense: fields.ComponentSpec | None) -> nn.Module:
     torch.manual_seed(seed)
-    extra = dict(_defense(defense).model_params) if defense is not None else {}
+    extra = dict(make_defense(defense).model_params) if defense is not None else {}
     net = model.build(data.num_features, data.num_classes, data.level == "graphs", extra)
     if model.checkpoint_path is not None:
         from models.checkpoint import read_state_dict
@@ -460,7 +346,7 @@ def _fit(
 ) -> tuple[nn.Module, float]:
     """``model`` with ``defense`` trained on ``data`` (the defense's preprocessing computed once), behind the defense."""
     start = time.perf_counter()
-    defense = _defense(defense_spec)
+    defense = make_defense(defense_spec)
     net = _built(model, data, seed, defense_spec)
     if model.train:
         if isinstance(data, NodeGraph):

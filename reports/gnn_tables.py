@@ -23,7 +23,7 @@ from reports.gnn import (
     name,
     row_order,
 )
-from reports.leaderboard import Table
+from reports.leaderboard import Table, page_markdown
 
 
 def _half(metrics: Mapping[str, Any], field: str) -> float | None:
@@ -244,21 +244,12 @@ def cell_title(cell: Mapping[str, Any]) -> str:
 
 def gnn_markdown(cells: Sequence[Mapping[str, Any]]) -> str:
     """The page: the summary lines, per dataset and budget unit the worst-case table and the per-attack table, the flags, the failed jobs."""
-    title = f"# Leaderboard: {markdown_text(cells[0]['track'] if cells else TRACK)} track"
-    if not cells:
-        return f"{title}\n\nNo results yet.\n"
-    lines = [title, ""]
-    summary = summary_lines(cells)
-    if summary:
-        lines += [*(markdown_text(f"- {line}") for line in summary), ""]
-    lines += [table.markdown() for table in tables(cells)]
     used = sorted({f for c in cells for f in c["flags"]})
-    if used:
-        lines += ["## Flags", ""] + [f"- `{f}`: {markdown_text(EXPLANATIONS.get(f, ''))}" for f in used] + [""]
-    failed = [c for c in cells if c["error"] and not is_worst_case(c)]
-    if failed:
-        lines += ["## Failed jobs", ""]
-        lines += [markdown_text(f"- {cell_title(c)}: {c['error']}") for c in failed]
-        lines.append("")
-    lines.append("Accuracy against the budget, adaptive against transferred: the figures in leaderboard.html.")
-    return "\n".join(lines) + "\n"
+    return page_markdown(
+        f"Leaderboard: {markdown_text(cells[0]['track'] if cells else TRACK)} track",
+        tables(cells) if cells else [],
+        summary=summary_lines(cells) if cells else [],
+        flags={f: EXPLANATIONS.get(f, "") for f in used},
+        failed=[(cell_title(c), c["error"]) for c in cells if c["error"] and not is_worst_case(c)],
+        footer="Accuracy against the budget, adaptive against transferred: the figures in leaderboard.html.",
+    )

@@ -135,9 +135,33 @@ def markdown_table(rows: Sequence[Sequence[Any]], headers: Sequence[str], *, htm
 
 def tables_markdown(tables: Sequence[Table], *, title: str = "Leaderboard") -> str:
     """A leaderboard page in markdown from a track's own tables (the default ``Track.markdown``)."""
-    if not tables:
+    return page_markdown(title, tables)
+
+
+def page_markdown(
+    title: str,
+    tables: Sequence[Table],
+    *,
+    summary: Sequence[str] = (),
+    flags: Mapping[str, str] | None = None,
+    failed: Sequence[tuple[str, str]] = (),
+    footer: str = "",
+) -> str:
+    """A track's page in markdown: the title, sentences a reader can quote, its tables, the legend of the flags its cells
+    carry (flag -> explanation), the failed jobs (label, error), a closing line."""
+    if not tables and not summary:
         return f"# {title}\n\nNo results yet.\n"
-    return "\n".join([f"# {title}", "", *(table.markdown() for table in tables)]) + "\n"
+    lines = [f"# {title}", ""]
+    if summary:
+        lines += [*(markdown_text(f"- {line}") for line in summary), ""]
+    lines += [table.markdown() for table in tables]
+    if flags:
+        lines += ["## Flags", "", *(f"- `{flag}`: {markdown_text(text)}" for flag, text in flags.items()), ""]
+    if failed:
+        lines += ["## Failed jobs", "", *(markdown_text(f"- {label}: {error}") for label, error in failed), ""]
+    if footer:
+        lines.append(footer)
+    return "\n".join(lines) + "\n"
 
 
 def row_id(cell: Mapping[str, Any]) -> str:

@@ -29,7 +29,7 @@ from typing import Any
 
 from bench.stats import mean_interval
 from reports.escaping import markdown_text
-from reports.leaderboard import Table
+from reports.leaderboard import Table, page_markdown
 
 TRACK = "random-labels"
 CELL_LABELS = ("model", "regularizers", "corruption", "p", "dataset")  # a cell: every label of a record but its seed
@@ -348,18 +348,10 @@ def summary_lines(cells: Sequence[Mapping[str, Any]]) -> list[str]:
 
 def random_labels_markdown(cells: Sequence[Mapping[str, Any]]) -> str:
     """The page: the summary lines as a list, a table per model x regularizers x dataset, then the failed jobs."""
-    title = f"# Leaderboard: {markdown_text(cells[0]['track'] if cells else TRACK)} track"
-    if not cells:
-        return f"{title}\n\nNo results yet.\n"
-    lines = [title, ""]
-    summary = summary_lines(cells)
-    if summary:
-        lines += [*(markdown_text(f"- {line}") for line in summary), ""]
-    lines += [table.markdown() for table in tables(cells)]
-    failed = [c for c in cells if c["status"] == "failed"]
-    if failed:
-        lines += ["## Failed jobs", ""]
-        lines += [markdown_text(f"- {name(*group_key(c), with_dataset=True)} / {c['attack']}: {c['error']}") for c in failed]
-        lines.append("")
-    lines.append("Learning curves, time to fit, test error and clean-vs-corrupted fit: the figures in leaderboard.html.")
-    return "\n".join(lines) + "\n"
+    return page_markdown(
+        f"Leaderboard: {markdown_text(cells[0]['track'] if cells else TRACK)} track",
+        tables(cells) if cells else [],
+        summary=summary_lines(cells) if cells else [],
+        failed=[(f"{name(*group_key(c), with_dataset=True)} / {c['attack']}", c["error"]) for c in cells if c["status"] == "failed"],
+        footer="Learning curves, time to fit, test error and clean-vs-corrupted fit: the figures in leaderboard.html.",
+    )

@@ -12,10 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -27,7 +23,7 @@ from bench.tracks.gnn.attacks import DICE, GRAPH_ATTACKS, edge_budget, flip
 from bench.tracks.gnn.datasets import GRAPH_DATASETS
 from bench.tracks.gnn.graphs import NodeGraph
 from bench.tracks.gnn.threat import structure_violations
-from tests.bench.test_resume import finished_jobs
+from tests.bench.test_resume import kill_after
 
 TRAINING = """
 [training]
@@ -290,14 +286,8 @@ def test_point_clouds_run_through_the_track_and_meet_the_graph_free_model_under_
 # -- a harness citizen ----------------------------------------------------------------
 def test_kill_then_resume_gives_the_leaderboard_of_an_uninterrupted_run(tiny, tmp_path, capsys):
     killed = tmp_path / "killed"
-    command = [sys.executable, "-m", "bench", "run", "--config", str(tiny / "spec.toml"), "--out", str(killed), "-q"]
-    process = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.monotonic() + 120
-    while process.poll() is None and time.monotonic() < deadline and finished_jobs(killed / "results.db") < 1:  # a store mid-creation reads as 0
-        time.sleep(0.2)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert 1 <= finished_jobs(killed / "results.db") < 6
+    stored = kill_after(tiny / "spec.toml", killed, 1, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert 1 <= stored < 6
     assert run(tiny / "spec.toml", killed) == 0
     assert "already done" in capsys.readouterr().err
     assert without_timing(cells(killed, capsys)) == without_timing(cells(tiny / "run", capsys))

@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -25,7 +21,7 @@ from bench.cli import main
 from bench.data import DATASETS
 from bench.tracks.random_labels.corruptions import CORRUPTIONS
 from bench.tracks.random_labels.regularizers import translate
-from tests.bench.test_resume import finished_jobs
+from tests.bench.test_resume import kill_after
 
 TINY = """
 track = "random-labels"
@@ -173,13 +169,7 @@ def test_augmentation_moves_each_image_within_its_shift():
 # -- a harness citizen ------------------------------------------------------------------
 def test_kill_then_resume_gives_the_leaderboard_of_an_uninterrupted_run(tiny, tmp_path, capsys):
     killed = tmp_path / "killed"
-    command = [sys.executable, "-m", "bench", "run", "--config", str(tiny / "spec.toml"), "--out", str(killed), "-q"]
-    process = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.monotonic() + 120
-    while process.poll() is None and time.monotonic() < deadline and finished_jobs(killed / "results.db") < 1:  # a store mid-creation reads as 0
-        time.sleep(0.2)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    assert kill_after(tiny / "spec.toml", killed, 1, env={**os.environ, "OMP_NUM_THREADS": "1"}) >= 1
     assert run(tiny / "spec.toml", killed) == 0
     assert "already done" in capsys.readouterr().err
     assert without_timing(cells(killed, capsys)) == without_timing(cells(tiny / "run", capsys))

@@ -41,6 +41,19 @@ def finished_jobs(db: Path) -> int:
         return 0
 
 
+def kill_after(spec: Path, out: Path, jobs: int, *, env: dict[str, str] | None = None) -> int:
+    """``bench run`` of ``spec`` into ``out`` in a child process, SIGKILLed once ``jobs`` jobs are stored (or when it ends, or after
+    120 s): the jobs stored by then."""
+    command = [sys.executable, "-m", "bench", "run", "--config", str(spec), "--out", str(out), "-q"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env or os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while finished_jobs(out / "results.db") < jobs and process.poll() is None and time.monotonic() < deadline:  # a store mid-creation reads as 0
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return finished_jobs(out / "results.db")
+
+
 def cells(run_dir: Path, capsys) -> list[dict]:
     capsys.readouterr()
     assert main(["report", str(run_dir), "--format", "json"]) == 0
@@ -55,14 +68,7 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(tmp_path, capsys):
     assert main(["run", "--config", str(spec), "--out", str(reference), "-q"]) == 0  # also fills the model cache
 
     killed = tmp_path / "killed"
-    command = [sys.executable, "-m", "bench", "run", "--config", str(spec), "--out", str(killed), "-q"]
-    process = subprocess.Popen(command, cwd=ROOT, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while finished_jobs(killed / "results.db") < 3 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    done_at_kill = finished_jobs(killed / "results.db")
+    done_at_kill = kill_after(spec, killed, 3)
     assert 3 <= done_at_kill < JOBS, f"the kill should land mid-run, {done_at_kill} jobs were done"
 
     assert main(["run", "--config", str(spec), "--out", str(killed), "-q"]) == 0

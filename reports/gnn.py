@@ -21,10 +21,8 @@ surrogate and applied) this module builds, in plan order:
 
 ``reports.gnn_tables`` renders the page (tables, summary lines, markdown);
 ``gradient_masking`` gives the track's ``derive`` the same verdict per job.
-Only numbers a re-run reproduces are top-level in a cell's ``metrics`` (the CI
-gate holds every one of them); wall-clock time sits under
-``metrics["timing"]``, what the attack changed under ``metrics["perturbation"]``.
-Everything here reads stored numbers; nothing is measured again.
+Only numbers a re-run reproduces are top-level in a cell's ``metrics`` (the gate holds them all); wall-clock
+time sits under ``metrics["timing"]``, what the attack changed under ``metrics["perturbation"]``. Nothing is measured here.
 """
 
 from __future__ import annotations
@@ -301,15 +299,20 @@ def _worst_case_cell(members: Sequence[Any], outcomes: Mapping[str, Sequence[Any
     return _headline(cell)
 
 
+def _attack_cells(ordered: Sequence[Any], units: Mapping[str, str]) -> list[dict[str, Any]]:
+    """One cell per attack x mode x budget (every label of a record but its seed), in plan order."""
+    members: dict[tuple, list[Any]] = {}
+    for record in ordered:
+        members.setdefault(tuple(record.labels.get(k) for k in CELL_LABELS), []).append(record)
+    return [_attack_cell(found, units) for found in members.values()]
+
+
 def aggregate(records: Sequence[Any], outcomes: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     """The cells, in plan order: one per attack x mode x budget (over seeds), then one worst case per model x defense x unit x budget;
     then ``gradient-masking`` and ``below-mlp`` set across them."""
     ordered = sorted(records, key=lambda r: r.position)
     units = _units(ordered)
-    members: dict[tuple, list[Any]] = {}
-    for record in ordered:
-        members.setdefault(tuple(record.labels.get(k) for k in CELL_LABELS), []).append(record)
-    cells = [_attack_cell(found, units) for found in members.values()]
+    cells = _attack_cells(ordered, units)
     groups: dict[tuple, list[Any]] = {}
     for record in ordered:
         unit = (record.metrics or {}).get("budget_unit") or units.get(record.labels.get("attack"))
@@ -392,9 +395,6 @@ def gradient_masking(records: Sequence[Any]) -> dict[str, list[str]]:
     """Job key -> ['gradient-masking'] for the ok transfer jobs of each masked pair (the track's ``derive``): the number that was an artifact."""
     ordered = sorted(records, key=lambda r: r.position)
     units = _units(ordered)
-    members: dict[tuple, list[Any]] = {}
-    for record in ordered:
-        members.setdefault(tuple(record.labels.get(k) for k in CELL_LABELS), []).append(record)
-    cells = [_attack_cell(found, units) for found in members.values()]
+    cells = _attack_cells(ordered, units)
     by_key = {r.key: r for r in ordered}
     return {key: ["gradient-masking"] for _, transferred in masked_pairs(cells) for key in transferred["keys"] if by_key[key].status == "ok"}

@@ -23,6 +23,8 @@ REGISTRIES: dict[str, str] = {
     "graph-models": "bench.tracks.gnn.models:GRAPH_MODELS",
     "graph-attacks": "bench.tracks.gnn.attacks:GRAPH_ATTACKS",
     "graph-defenses": "bench.tracks.gnn.defenses:GRAPH_DEFENSES",
+    "search-spaces": "bench.tracks.nas.spaces:SEARCH_SPACES",
+    "strategies": "bench.tracks.nas.strategies:STRATEGIES",
     "tracks": "bench.tracks:TRACKS",
 }
 

@@ -18,7 +18,8 @@ import tokenize
 from collections.abc import Callable, Mapping
 from typing import Any
 
-_HIDDEN = {"input_shape", "num_classes", "mean", "std", "in_features", "classes", "graph_level"}  # filled in from the dataset (a model factory's context)
+# filled in by the track (a factory's context): from the dataset, the search space, the spec's header
+_HIDDEN = {"input_shape", "num_classes", "mean", "std", "in_features", "classes", "graph_level", "sizes", "seed", "header_dataset"}
 
 
 def _comments(obj: Any) -> dict[str, str]:

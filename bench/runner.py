@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,10 +26,10 @@ from bench.fields import fingerprints
 from bench.fingerprint import changes
 from bench.preflight import check_examples, check_models
 from bench.spec import RunSpec
-from bench.store import Record, Store
+from bench.store import Record, Store, as_stored
 from bench.tracks import TRACKS, Dependency, Job, JobResult, Task, Track
 from bench.training import stable_hash
-from bench.worker import Cache, resolve_device, versions
+from bench.worker import Cache, execute, resolve_device, versions
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +130,8 @@ def record_of(track: Track, job: Job, result: JobResult) -> Record:
     )
 
 
-def _plan(track: Track, spec: RunSpec, store: Store | None, planned: Mapping[str, Job]) -> list[Job]:
+def _plan(track: Track, spec: RunSpec, finished: Mapping[str, Record], planned: Mapping[str, Job]) -> list[Job]:
     """The next round: jobs the track proposes now that were not planned before (keys must be unique within a round)."""
-    finished = {r.key: r for r in store.records(derived=False)} if store is not None else {}
     jobs = track.plan(spec, finished)
     seen: set[str] = set()
     for job in jobs:
@@ -151,13 +150,13 @@ def run(spec: RunSpec, out_dir: Path, *, reporter: Reporter | None = None, execu
     path = out_dir / "results.db"
     existing = Store(path, create=False) if path.is_file() else None
     try:
-        done = existing.finished_keys() if existing is not None else set()
-        first = _plan(track, spec, existing, {})
+        finished = {r.key: r for r in existing.records(derived=False)} if existing is not None else {}
+        first = _plan(track, spec, finished, {})
     finally:
         if existing is not None:
             existing.close()
     cache = Cache()
-    if any(job.key not in done for job in first):  # bad input found with the data in hand, before anything is written
+    if any(job.key not in _done(finished) for job in first):  # bad input found with the data in hand, before anything is written
         check_examples(spec, cache)
         check_models(spec, cache)
         track.validate(spec, cache)
@@ -166,9 +165,9 @@ def run(spec: RunSpec, out_dir: Path, *, reporter: Reporter | None = None, execu
         for key, value in track.run_meta(spec, cache).items():
             store.set_meta(key, value)
         summary = Summary(out_dir, 0, 0, 0)
-        workers = _Workers(spec, executor)
+        workers = _Workers(spec, executor, cache)
         try:
-            planned = _drive(track, spec, store, workers, first, done, summary, reporter)
+            planned = _drive(track, spec, store, workers, first, finished, summary, reporter)
         finally:
             reporter.stop()
             workers.close()
@@ -183,8 +182,9 @@ def run(spec: RunSpec, out_dir: Path, *, reporter: Reporter | None = None, execu
 class _Workers:
     """The run's executor, started only when a job is to run (a finished folder starts no cluster)."""
 
-    def __init__(self, spec: RunSpec, given: Executor | None) -> None:
+    def __init__(self, spec: RunSpec, given: Executor | None, local: Cache | None = None) -> None:
         self.spec, self.given, self.started = spec, given, None
+        self.local = local or Cache()  # the driver's memo, for the jobs it runs itself (``Job.local``)
 
     def get(self) -> Executor:
         if self.given is not None:
@@ -198,9 +198,33 @@ class _Workers:
             self.started.close()
 
 
-def _drive(track: Track, spec: RunSpec, store: Store, workers: _Workers, first: list[Job], done: set[str], summary: Summary, reporter: Reporter) -> set[str]:
-    """Plan rounds until nothing is new; within a round, submit each job whose dependencies are all stored; the keys planned."""
+def _done(finished: Mapping[str, Record]) -> set[str]:
+    """Keys of stored jobs that need no re-run (failed jobs are retried)."""
+    return {key for key, record in finished.items() if record.status != "failed"}
+
+
+def _drive(
+    track: Track, spec: RunSpec, store: Store, workers: _Workers, first: list[Job], finished: dict[str, Record], summary: Summary, reporter: Reporter
+) -> set[str]:
+    """Plan rounds until nothing is new; within a round, submit each job whose dependencies are all stored; the keys planned.
+
+    ``finished`` (key -> stored record) is read from the store once and kept up to date as jobs are stored: a search
+    that plans one architecture per round reads its results without reading the whole store every round."""
     planned: dict[str, Job] = {}
+    done = _done(finished)
+
+    def replan() -> list[Job]:
+        """Jobs the track proposes now, from results stored since it last planned (searches advance within a round)."""
+        new = _plan(track, spec, finished, planned)
+        for job in new:
+            planned[job.key] = job
+        todo = [job for job in new if job.key not in finished or finished[job.key].status == "failed"]
+        if new:
+            summary.planned += len(new)
+            summary.skipped += len(new) - len(todo)
+            reporter.grow(summary.planned)
+        return todo
+
     jobs = first
     while jobs:
         for job in jobs:
@@ -215,26 +239,40 @@ def _drive(track: Track, spec: RunSpec, store: Store, workers: _Workers, first: 
         if done and todo and summary.planned == len(jobs):
             log.info("resuming %s: %d of %d jobs already done", store.path.parent, len(jobs) - len(todo), len(jobs))
         if todo:
-            _schedule(track, spec, store, workers.get(), todo, planned, summary, reporter)
-        done = store.finished_keys()
-        jobs = _plan(track, spec, store, planned)
+            _schedule(track, spec, store, workers, todo, planned, finished, summary, reporter, replan)
+        done = _done(finished)
+        jobs = _plan(track, spec, finished, planned)
     return set(planned)
 
 
 def _schedule(
-    track: Track, spec: RunSpec, store: Store, executor: Executor, todo: list[Job], planned: Mapping[str, Job], summary: Summary, reporter: Reporter
+    track: Track,
+    spec: RunSpec,
+    store: Store,
+    workers: _Workers,
+    todo: list[Job],
+    planned: Mapping[str, Job],
+    finished: dict[str, Record],
+    summary: Summary,
+    reporter: Reporter,
+    replan: Callable[[], list[Job]],
 ) -> None:
+    """Run ``todo``: each job once every job it depends on is stored; ``local`` jobs here in the driver, the rest on the
+    executor's slots. After local jobs the track plans again, so a search of table lookups advances while the
+    executor's workers train (without local jobs, the next round waits for this one)."""
+    executor = workers.get() if any(not job.local for job in todo) else None
     waiting = sorted(todo, key=lambda job: job.position)
-    if executor.slots > 1:  # several at once: the longest chain of dependants first (training and long cascades start early)
+    if executor is not None and executor.slots > 1:  # several at once: the longest chain of dependants first (training starts early)
         depth = _chain_lengths(todo)
         waiting.sort(key=lambda job: (-depth[job.key], job.position))
-    status = {r.key: r.status for r in store.records(derived=False)}
+    status = {key: r.status for key, r in finished.items()}
     pending = {job.key for job in waiting}
     in_flight: dict[str, Job] = {}
 
     def finish(job: Job, result: JobResult) -> None:
         record = record_of(track, job, result)
         store.put(record, result.outcomes, result.artifacts)
+        finished[job.key] = as_stored(record)
         status[job.key] = record.status
         pending.discard(job.key)
         summary.ran += 1
@@ -243,10 +281,8 @@ def _schedule(
         reporter.job_finished(job, record)
 
     while waiting or in_flight:
-        progressed = False
+        progressed = ran_here = False
         for job in list(waiting):
-            if len(in_flight) >= executor.slots:
-                break
             missing = [k for k in job.depends_on if k not in planned]
             failed = [k for k in job.depends_on if status.get(k) == "failed"]
             if missing or failed:
@@ -257,11 +293,26 @@ def _schedule(
                 continue
             if any(k in pending or k not in status for k in job.depends_on):
                 continue  # a dependency is still to run (or running)
+            if job.local:
+                waiting.remove(job)
+                reporter.job_started(job)
+                finish(job, execute(Task(track.name, job, spec, _dependencies(store, job.depends_on)), workers.local))
+                progressed = ran_here = True
+                continue
+            if executor is None:
+                executor = workers.get()
+            if len(in_flight) >= executor.slots:
+                continue
             waiting.remove(job)
             reporter.job_started(job)
             executor.submit(Task(track.name, job, spec, _dependencies(store, job.depends_on)))
             in_flight[job.key] = job
             progressed = True
+        if ran_here:
+            new = replan()
+            pending.update(job.key for job in new)
+            waiting.extend(sorted(new, key=lambda job: job.position))
+            continue
         if in_flight:
             for task, result in executor.wait():
                 finish(in_flight.pop(task.job.key), result)

@@ -92,9 +92,17 @@ def versions() -> dict[str, str]:
     return found
 
 
+def seed(value: int) -> None:
+    """Seed the CPU generator (and CUDA's where there is CUDA). ``torch.manual_seed`` would queue a lazy CUDA seeding
+    with its call stack on a machine without CUDA: 2 ms per call, more than a tabular job takes."""
+    torch.random.default_generator.manual_seed(value)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(value)
+
+
 def execute(task: Task, cache: Cache) -> JobResult:
     """Run one job with its own seed; an exception becomes a failed result, never a stopped run."""
-    torch.manual_seed(int(task.job.key[:12], 16))
+    seed(int(task.job.key[:12], 16))
     start = time.perf_counter()
     provenance = {"device": str(resolve_device(task.spec.device)), "seed": task.spec.seed, "torch_threads": torch.get_num_threads()}
     try:

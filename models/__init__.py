@@ -8,7 +8,7 @@ from bench.registry import Registry
 
 MODELS: Registry = Registry("model", entry_points="frontier_bench.models", import_paths=True)
 
-from models import adapters, zoo  # noqa: E402,F401  (registration)
+from models import adapters, cell, zoo  # noqa: E402,F401  (registration)
 from models.estimators import ESTIMATORS  # noqa: E402
 
 __all__ = ["ESTIMATORS", "MODELS"]

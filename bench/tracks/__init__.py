@@ -51,6 +51,7 @@ class Job:
     payload: Mapping[str, Any] = field(default_factory=dict)
     depends_on: tuple[str, ...] = ()  # keys of jobs that must be stored first; their outcomes come with the task
     gpu: bool = True  # may use a GPU share from the executor spec (False: a CPU-only job)
+    local: bool = False  # run in the driver, never shipped to a worker: a job cheaper than its task's trip (a table lookup)
 
 
 @dataclass(frozen=True)
@@ -211,4 +212,9 @@ TRACKS.register(
     "random-labels",
     "bench.tracks.random_labels.track:RandomLabelsTrack",
     description="memorization: fitting random labels, shuffled and random pixels and noise (Zhang et al. 2017)",
+)
+TRACKS.register(
+    "nas",
+    "bench.tracks.nas.track:NASTrack",
+    description="architecture search strategies at equal budgets over seeds: regret against the exhaustive table, verdict against random search",
 )

@@ -108,20 +108,28 @@ def json_provenance(run: RunData) -> dict[str, Any]:
 def html_page(run: RunData) -> str:
     from reports.html import leaderboard_html
 
+    rendered = cell_keys(run.cells)
     return leaderboard_html(
         run.cells,
         worst_case=WORST_CASE,
         explanations=run.track.explanations,
         plots=run.track.figures(run.cells),
-        gallery=run.track.gallery(run.records, run.artifacts),
+        gallery=run.track.gallery(run.records, run.artifacts) if _keeps_gallery(run.track) else None,
         classes=run.meta.get("classes") or (),
         provenance=provenance(run),
-        checks=[record_dict(r) for r in run.records if r.key not in cell_keys(run.cells)],
+        checks=[record_dict(r) for r in run.records if r.key not in rendered],
         tables=run.track.tables(run.cells),
         quotes=run.track.summary(run.cells) if run.cells else (),
         plots_title=run.track.plots_title,
         stored_jobs=[r.status for r in run.records],
     )
+
+
+def _keeps_gallery(track: Any) -> bool:
+    """Whether the track renders a gallery (overrides ``Track.gallery``); a track that keeps none gets no gallery section."""
+    from bench.tracks import Track
+
+    return type(track).gallery is not Track.gallery
 
 
 def cell_keys(cells: list[dict[str, Any]]) -> set[str]:

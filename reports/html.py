@@ -249,7 +249,7 @@ def leaderboard_html(
     worst_case: str,
     explanations: Mapping[str, str],
     plots: Sequence[Plot] = (),
-    gallery: Sequence[GalleryGroup] = (),
+    gallery: Sequence[GalleryGroup] | None = (),  # None: the track keeps no gallery (no section)
     classes: Sequence[str] = (),
     provenance: Mapping[str, Any] | None = None,
     checks: Sequence[Mapping[str, Any]] = (),
@@ -280,6 +280,16 @@ def leaderboard_html(
         leaderboard += _checks(checks, explanations=explanations)
     else:
         leaderboard = '<p class="muted">No results yet.</p>'
+    gallery_link = "" if gallery is None else '<a href="#gallery">Gallery</a>'
+    gallery_section = (
+        ""
+        if gallery is None
+        else f"""<section id="gallery">
+<h2>Gallery</h2>
+<p class="note">Per model and attack, a few test inputs: the clean input, its adversarial version and the perturbation, magnified to be visible.</p>
+<div class="gallery">{gallery_html(gallery, classes=classes)}</div>
+</section>"""
+    )
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -294,7 +304,7 @@ def leaderboard_html(
 <h1>{html.escape(title)}</h1>
 <p class="muted">{html.escape(summary)}</p>
 <nav><a href="#leaderboard">Leaderboard</a><a href="#curves">{html.escape(plots_title)}</a>\
-<a href="#gallery">Gallery</a><a href="#provenance">Provenance</a></nav>
+{gallery_link}<a href="#provenance">Provenance</a></nav>
 </header>
 <main>
 <section id="leaderboard">
@@ -305,11 +315,7 @@ def leaderboard_html(
 <h2>{html.escape(plots_title)}</h2>
 {_curves(plots)}
 </section>
-<section id="gallery">
-<h2>Gallery</h2>
-<p class="note">Per model and attack, a few test inputs: the clean input, its adversarial version and the perturbation, magnified to be visible.</p>
-<div class="gallery">{gallery_html(gallery, classes=classes)}</div>
-</section>
+{gallery_section}
 </main>
 <footer id="provenance">
 <h2>Provenance</h2>

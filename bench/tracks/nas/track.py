@@ -243,6 +243,11 @@ class NASTrack(Track):
 
         return figures(cells)
 
+    def images(self, cells: Sequence[Mapping[str, Any]]) -> list[Any]:
+        from reports.nas_plots import figures
+
+        return figures(cells)
+
 
 def _scored(objective: Objective, results: Mapping[str, Any]) -> dict[str, Any]:
     """An architecture's results with the objective's value on validation (what searches see) and on test."""

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from bench.errors import UserError, require
+from bench.errors import ParamError, require
 from bench.tracks.nas.spaces import Arch, SearchSpace, finite
 
 RESULTS = ("val_accuracy", "test_accuracy", "robust_val_accuracy", "robust_test_accuracy", "params", "latency_ms")
@@ -41,7 +41,7 @@ class CSVTable(SearchSpace):
         try:
             text = file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:
-            raise UserError(f"path: '{path}' cannot be read ({getattr(error, 'strerror', None) or error})") from None
+            raise ParamError("path", f"'{path}' cannot be read ({getattr(error, 'strerror', None) or error})") from None
         rows = list(csv.DictReader(text.splitlines()))
         require(len(rows) > 0, "path", f"'{path}' holds no rows")
         columns = list(rows[0])

@@ -69,7 +69,7 @@ def fingerprints(spec: Any) -> dict[str, dict[str, str | None]]:
     section = spec.section
     for item in fields(section) if is_dataclass(section) else ():
         values = getattr(section, item.name)
-        dimension = item.name[:-1] if item.name.endswith("s") else item.name
+        dimension = item.name[:-3] + "y" if item.name.endswith("ies") else item.name[:-1] if item.name.endswith("s") else item.name
         for value in values if isinstance(values, tuple) else ():
             if isinstance(value, ModelSpec):
                 found[f"{dimension}:{value.label}"] = {"code": value.code, "checkpoint": value.checkpoint_sha256}

@@ -179,6 +179,7 @@ class NASTrack(Track):
         search_id, space, strategy = search["id"], search["space"], search["strategy"]
         if search_id not in self._searches:
             made = STRATEGIES.create(strategy.name, context={"sizes": space.sizes, "seed": search["seed"]}, **strategy.params)
+            made.restrict([arch for _, arch in space.architectures()])
             self._searches[search_id] = (Search(made, space.canonical, search["budget"]), {})
         state, jobs = self._searches[search_id]
 

@@ -53,7 +53,7 @@ class SearchSpace:
 
     def size(self) -> int:
         """The number of distinct architectures (canonical keys)."""
-        raise NotImplementedError
+        return len(self.architectures())
 
     def identity(self) -> Any:
         """What besides its name, parameters and code determines the space's results (a table's contents); for job keys."""
@@ -67,10 +67,14 @@ class SearchSpace:
         """(key, label, results) of every architecture of the table."""
         raise NotImplementedError
 
-    # -- spaces trained live ------------------------------------------------------
     def architectures(self) -> list[tuple[str, Arch]]:
-        """Every distinct architecture: (canonical key, one architecture with that key), in a fixed order."""
-        raise NotImplementedError
+        """Every distinct architecture: (canonical key, one architecture with that key), in a fixed order; by enumeration
+        of the options' product unless the space knows better (a table's rows)."""
+        if not hasattr(self, "_distinct"):
+            self._distinct = architectures_of(self)
+        return self._distinct
+
+    # -- spaces trained live ------------------------------------------------------
 
     def measure(self, arch: Arch, seed: int, spec: Any, cache: Any) -> dict[str, Any]:
         raise NotImplementedError

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from bench.errors import require
-from bench.tracks.nas.spaces import Arch, SearchSpace, architectures_of, checked_options
+from bench.tracks.nas.spaces import Arch, SearchSpace, checked_options
 
 VALIDATION = 0.2  # of the training split, fixed (random_state 0): what searches see; never trained on
 LATENCY_REPEATS = 5
@@ -74,7 +74,6 @@ class Cells(SearchSpace):
         require(isinstance(attack_steps, int) and attack_steps >= 1, "attack_steps", f"must be an integer >= 1, got {attack_steps!r}")
         require(isinstance(train_seeds, int) and train_seeds >= 1, "train_seeds", f"must be an integer >= 1, got {train_seeds!r}")
         self.eps, self.attack_steps, self.train_seeds = float(eps), attack_steps, train_seeds
-        self._distinct: list[tuple[str, Arch]] | None = None
 
     def params_of(self, arch: Arch) -> dict[str, Any]:
         """The ``cell`` model's parameters of an architecture (an MLP's unused choices at their first option)."""
@@ -92,20 +91,22 @@ class Cells(SearchSpace):
             return f"mlp-w{p['width']}-{p['activation']}"
         return f"b{p['blocks']}-w{p['width']}-k{p['kernel']}-{p['activation']}{'-skip' if p['skip'] else ''}-{p['pooling']}"
 
-    def architectures(self) -> list[tuple[str, Arch]]:
-        if self._distinct is None:
-            self._distinct = architectures_of(self)
-        return self._distinct
-
-    def size(self) -> int:
-        return len(self.architectures())
-
     def training_identity(self, spec: Any, cache: Any) -> Any:
         from dataclasses import asdict
 
+        from bench.fields import _code
         from bench.worker import dataset_id
+        from models import MODELS
 
-        return {"data": dataset_id(spec, cache), "validation": VALIDATION, "training": asdict(spec.training), "eps": self.eps, "steps": self.attack_steps}
+        model = _code(MODELS, "cell")
+        return {"data": dataset_id(spec, cache), "validation": VALIDATION, "training": asdict(spec.training), "model": model, "attack": self._attack_identity()}
+
+    def _attack_identity(self) -> list[Any]:
+        """The PGD behind robust accuracy: its parameters and its code (an edited attack re-measures the table)."""
+        from attacks import ATTACKS
+        from bench.fields import _code
+
+        return ["pgd", self.eps, self.attack_steps, _code(ATTACKS, "pgd")]
 
     def measure(self, arch: Arch, seed: int, spec: Any, cache: Any) -> dict[str, Any]:
         """Train the architecture (or take it from the model cache) and measure it."""

@@ -98,9 +98,7 @@ class NASBenchGraph(SearchSpace):
             yield str(key), labels.get(str(key), str(key)), _results(row)
 
     def _labels(self) -> dict[str, str]:
-        from bench.tracks.nas.spaces import architectures_of
-
-        return {key: self.label(arch) for key, arch in architectures_of(self)}
+        return {key: self.label(arch) for key, arch in self.architectures()}
 
 
 def _results(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -55,6 +55,7 @@ class CSVTable(SearchSpace):
         self.dataset = dataset or file.stem
         self.digest = hashlib.sha256(text.encode()).hexdigest()
         self.rows: dict[str, dict[str, Any]] = {}
+        self.archs: list[tuple[str, Arch]] = []
         index = {name: {value: i for i, value in enumerate(values)} for name, values in options.items()}
         for line, row in enumerate(rows, start=2):
             arch = tuple(index[name][_option(row[name])] for name in names)
@@ -63,6 +64,7 @@ class CSVTable(SearchSpace):
             results = {c: finite(row[c]) for c in RESULTS if c in row}
             require(results["val_accuracy"] is not None, "path", f"'{path}' line {line}: val_accuracy is not a number ({row['val_accuracy']!r})")
             self.rows[key] = results
+            self.archs.append((key, arch))
 
     def _key(self, arch: Arch) -> str:
         return self.label(arch)
@@ -76,6 +78,9 @@ class CSVTable(SearchSpace):
 
     def size(self) -> int:
         return len(self.rows)
+
+    def architectures(self) -> list[tuple[str, Arch]]:
+        return self.archs
 
     def lookup(self, key: str) -> dict[str, Any]:
         return dict(self.rows[key])

@@ -36,6 +36,7 @@ class Strategy:
     def __init__(self, sizes: Sequence[int], seed: int) -> None:
         self.sizes = tuple(int(n) for n in sizes)
         self.rng = np.random.default_rng(seed)
+        self.candidates: Sequence[Arch] | None = None  # one architecture per distinct key of the space, when the search knows them
 
     def ask(self) -> Arch:
         raise NotImplementedError
@@ -43,8 +44,15 @@ class Strategy:
     def tell(self, arch: Arch, value: float) -> None:
         """The value of an architecture it asked for (higher is better); by default forgotten."""
 
+    def restrict(self, candidates: Sequence[Arch]) -> None:
+        """Sample among these architectures (one per distinct architecture of the space): a table that does not fill
+        the product of its options, or isomorphic cells, are sampled uniformly over what the space holds."""
+        self.candidates = candidates
+
     def sample(self) -> Arch:
-        """A uniformly random architecture."""
+        """A uniformly random architecture: of the space's distinct ones when known, else of the product of the options."""
+        if self.candidates:
+            return tuple(self.candidates[int(self.rng.integers(len(self.candidates)))])
         return tuple(int(self.rng.integers(n)) for n in self.sizes)
 
     def mutate(self, arch: Arch) -> Arch:

@@ -34,7 +34,7 @@ def bare(seeds: int, budget: int) -> float:
         values: dict[str, float | None] = {}
         while search.state == "running":
             before = len(search.proposals)
-            search.advance(lambda key: values.get(key, MISSING))
+            search.advance(lambda key, known=values: known.get(key, MISSING))
             for proposal in search.proposals[before:]:
                 values[proposal.key] = objective.value(space.lookup(proposal.key))
     return time.perf_counter() - start

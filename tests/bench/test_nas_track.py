@@ -200,7 +200,7 @@ def test_the_cells_space_trains_every_architecture_once_and_searches_read_the_ta
         (('dataset = "citeseer"', 'dataset = "citeser"'), "spec.spaces[0].dataset: must be one of cora, citeseer"),
         (("budgets = [10, 30]", "budgets = [10, 0]"), "spec.budgets: must list integers >= 1 (distinct evaluations), got 0"),
         (('executor = "serial"', 'objectives = ["robust"]'), "spec.objectives[0]: the nas-bench-graph space has no robust results"),
-        (('executor = "serial"', 'objectives = [{ accuracy = 1, max_param = 5 }]'), "spec.objectives[0].max_param: unknown field"),
+        (('executor = "serial"', "objectives = [{ accuracy = 1, max_param = 5 }]"), "spec.objectives[0].max_param: unknown field"),
         (('name = "nas-bench-graph"', 'name = "nas-bench-grahp"'), "did you mean 'nas-bench-graph'?"),
         (('name = "nas-bench-graph"\ndataset = "citeseer"', 'name = "table"\npath = "missing.csv"'), "missing.csv' cannot be read (No such file"),
     ],

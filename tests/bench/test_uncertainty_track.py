@@ -126,7 +126,7 @@ def test_mc_dropout_without_dropout_is_an_error_before_any_training(tmp_path, ca
 def test_adversarial_track_rejects_uncertainty_sections(tmp_path, capsys):
     (tmp_path / "spec.toml").write_text('seeds = 3\n[[models]]\nname = "mlp"\n[[attacks]]\nname = "fgsm"\neps = 0.1\n')
     assert main(["run", "--config", str(tmp_path / "spec.toml"), "--out", str(tmp_path / "run"), "-q"]) == 2
-    assert "spec.seeds: the adversarial track does not use it (tracks that do: gnn, random-labels, uncertainty)" in capsys.readouterr().err
+    assert "spec.seeds: the adversarial track does not use it (tracks that do: gnn, nas, random-labels, uncertainty)" in capsys.readouterr().err
 
 
 def test_list_estimators(capsys):

@@ -23,6 +23,9 @@ from torch import nn
 
 from bench.errors import require
 from bench.tracks.nas.strategies import Arch, Strategy, positive
+from bench.training import one_cpu_thread
+
+CPU = torch.device("cpu")
 
 
 class Controller(nn.Module):
@@ -93,7 +96,8 @@ class Reinforce(Strategy):
 
     def ask(self) -> Arch:
         if not self.queue:  # one forward pass samples the whole batch the next update learns from
-            self.queue = self.controller.sample(self.generator, self.batch)
+            with one_cpu_thread(CPU):
+                self.queue = self.controller.sample(self.generator, self.batch)
         return self.queue.pop(0)
 
     def tell(self, arch: Arch, value: float) -> None:
@@ -104,11 +108,12 @@ class Reinforce(Strategy):
         rewards = torch.tensor([v for _, v in self.told], dtype=torch.float32)
         if self.baseline is None:
             self.baseline = float(rewards.mean())
-        log_p, entropy = self.controller.score(torch.tensor([a for a, _ in self.told], dtype=torch.long))
-        loss = -((rewards - self.baseline) * log_p).mean() - self.entropy_weight * entropy.mean()
-        self.optimizer.zero_grad()
-        loss.backward()
-        self.optimizer.step()
+        with one_cpu_thread(CPU):  # the same numbers on any machine, and no oversubscribed cores beside the workers
+            log_p, entropy = self.controller.score(torch.tensor([a for a, _ in self.told], dtype=torch.long))
+            loss = -((rewards - self.baseline) * log_p).mean() - self.entropy_weight * entropy.mean()
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
         self.baseline = self.decay * self.baseline + (1 - self.decay) * float(rewards.mean())
         self.told = []
         self.updates += 1

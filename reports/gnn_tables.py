@@ -24,27 +24,8 @@ from reports.gnn import (
     row_order,
 )
 from reports.leaderboard import Table, page_markdown
-
-
-def _half(metrics: Mapping[str, Any], field: str) -> float | None:
-    """The interval's half-width: the larger distance from the mean (clipping at 0 or 1 cuts one side only)."""
-    low, high, mean = metrics.get(f"{field}_low"), metrics.get(f"{field}_high"), metrics.get(field)
-    if low is None or high is None or mean is None:
-        return None
-    return max(mean - low, high - mean)
-
-
-def show(cell: Mapping[str, Any] | None, field: str) -> str:
-    """'62.3 ± 4.1': a mean accuracy in percent ± the half-width of its 95 % t-interval over seeds; the status of a cell that is not ok."""
-    if cell is None:
-        return ""
-    if cell["status"] != "ok":
-        return cell["status"]
-    value = cell["metrics"].get(field)
-    if value is None:
-        return "n/a"
-    half = _half(cell["metrics"], field)
-    return f"{100 * value:.1f}" + ("" if half is None else f" ± {100 * half:.1f}")
+from reports.leaderboard import cell_value as _value
+from reports.leaderboard import seed_mean as show
 
 
 def _drop(cell: Mapping[str, Any] | None) -> str:
@@ -54,10 +35,6 @@ def _drop(cell: Mapping[str, Any] | None) -> str:
         return cell["status"]
     drop = cell["metrics"].get("relative_drop")
     return "n/a" if drop is None else f"{100 * drop:.1f}"
-
-
-def _value(cell: Mapping[str, Any] | None, field: str) -> float | None:
-    return None if cell is None or cell["status"] != "ok" else cell["metrics"].get(field)
 
 
 def _seeds(cell: Mapping[str, Any], planned: int) -> str:

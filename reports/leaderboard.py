@@ -45,6 +45,33 @@ def percent(value: float | None) -> str:
     return "" if value is None else f"{100 * value:.1f}"
 
 
+def _half(metrics: Mapping[str, Any], field: str) -> float | None:
+    """The interval's half-width: the larger distance from the mean (clipping at 0 or 1 cuts one side only)."""
+    low, high, mean = metrics.get(f"{field}_low"), metrics.get(f"{field}_high"), metrics.get(field)
+    if low is None or high is None or mean is None:
+        return None
+    return max(mean - low, high - mean)
+
+
+def seed_mean(cell: Mapping[str, Any] | None, field: str) -> str:
+    """'62.3 ± 4.1': a cell's mean over seeds in percent (or points) ± the half-width of its 95 % t-interval (``<field>_low``,
+    ``<field>_high`` in its metrics); the status of a cell that is not ok."""
+    if cell is None:
+        return ""
+    if cell["status"] != "ok":
+        return cell["status"]
+    value = cell["metrics"].get(field)
+    if value is None:
+        return "n/a"
+    half = _half(cell["metrics"], field)
+    return f"{100 * value:.1f}" + ("" if half is None else f" ± {100 * half:.1f}")
+
+
+def cell_value(cell: Mapping[str, Any] | None, field: str) -> float | None:
+    """A metric of an ok cell (what a table sorts by); None otherwise."""
+    return None if cell is None or cell["status"] != "ok" else cell["metrics"].get(field)
+
+
 def interval(cell: Mapping[str, Any], field: str) -> tuple[float, float] | None:
     """The 95 % Wilson interval of an accuracy field of ``cell`` (a fraction of ``n`` points), or None without the value or ``n``."""
     own = cell.get(INTERVALS.get(field, ""))

@@ -12,32 +12,9 @@ from typing import Any
 
 from reports.escaping import markdown_text
 from reports.leaderboard import Table, page_markdown
+from reports.leaderboard import cell_value as _value
+from reports.leaderboard import seed_mean as show
 from reports.nas import EXHAUSTIVE, EXPLANATIONS, OPTIMUM, REFERENCE, REFERENCE_VERDICT, SEARCH, TRACK, group_key
-
-
-def _half(metrics: Mapping[str, Any], field: str) -> float | None:
-    """The interval's half-width: the larger distance from the mean (clipping cuts one side only)."""
-    low, high, mean = metrics.get(f"{field}_low"), metrics.get(f"{field}_high"), metrics.get(field)
-    if low is None or high is None or mean is None:
-        return None
-    return max(mean - low, high - mean)
-
-
-def show(cell: Mapping[str, Any] | None, field: str) -> str:
-    """'81.2 ± 0.3': a mean in percent (or points) ± the half-width of its 95 % t-interval over seeds; the status of a cell that is not ok."""
-    if cell is None:
-        return ""
-    if cell["status"] != "ok":
-        return cell["status"]
-    value = cell["metrics"].get(field)
-    if value is None:
-        return "n/a"
-    half = _half(cell["metrics"], field)
-    return f"{100 * value:.1f}" + ("" if half is None else f" ± {100 * half:.1f}")
-
-
-def _value(cell: Mapping[str, Any] | None, field: str) -> float | None:
-    return None if cell is None or cell["status"] != "ok" else cell["metrics"].get(field)
 
 
 def _found(cell: Mapping[str, Any] | None) -> str:

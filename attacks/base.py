@@ -100,3 +100,17 @@ def input_gradient(total: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(x)
     (grad,) = torch.autograd.grad(total, x, allow_unused=True)
     return torch.zeros_like(x) if grad is None else grad
+
+
+def misclassified(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per example: the logits put another class first. In float32 (and float64) the argmax decides, as a prediction
+    does; in a reduced precision (bf16 autocast) another class must lead by more than one unit of that precision,
+    so that a rounding tie, which the float32 model breaks either way, does not pass for a fooled example (and
+    stop its attack)."""
+    if logits.dtype in (torch.float32, torch.float64):
+        return logits.argmax(dim=1) != y
+    unit = torch.finfo(logits.dtype).eps
+    logits = logits.float()
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    other = logits.scatter(1, y[:, None], -float("inf")).amax(dim=1)
+    return other > true + unit * torch.maximum(true.abs(), other.abs())

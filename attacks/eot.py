@@ -83,8 +83,9 @@ class EOT(PGD):
                 grad = input_gradient(losses.sum(), current)
             losses = losses.detach()
             loss_start = losses.clone() if loss_start is None else loss_start
-            improved = losses > best_loss
-            best[improved], best_loss[improved] = x_adv[improved], losses[improved]
+            improved = losses > best_loss  # kept on the device: no host sync per step
+            best = torch.where(improved.view(-1, *([1] * (x.dim() - 1))), x_adv, best)
+            best_loss = torch.where(improved, losses, best_loss)
             x_adv = project(x_adv + self.alpha * normalized(grad, self.norm), x, norm=self.norm, eps=self.eps).detach()
         return AttackResult(best, loss_start, best_loss, found=None)
 

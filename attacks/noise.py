@@ -34,13 +34,12 @@ class Noise(Attack):
     @torch.no_grad()
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         best = x.clone()
-        robust = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+        index = torch.arange(x.shape[0], device=x.device)  # the examples still robust
         for _ in range(self.draws):
-            candidate = random_start(x[robust], norm=self.norm, eps=self.eps)
-            fooled = model(candidate).argmax(dim=1) != y[robust]
-            index = robust.nonzero().squeeze(1)
+            candidate = random_start(x[index], norm=self.norm, eps=self.eps)
+            fooled = model(candidate).argmax(dim=1) != y[index]
             best[index] = candidate  # the last draw for the still-robust ones, a fooling draw for the others
-            robust[index[fooled]] = False
-            if not robust.any():
+            index = index[~fooled]  # one host sync per draw: the batch shrinks
+            if not len(index):
                 break
         return best

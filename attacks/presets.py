@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from attacks import ATTACKS
-from attacks.base import Attack, AttackResult
+from attacks.base import Attack, AttackResult, misclassified
 from attacks.threat_model import NORMS
 from bench.errors import ParamError, did_you_mean
 
@@ -97,14 +97,14 @@ class Preset(Attack):
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> AttackResult:
         x_adv = x.clone()
         with torch.no_grad():
-            robust = model(x).argmax(dim=1) == y
+            robust = ~misclassified(model(x), y)
         for _, attack in self.members():
             index = robust.nonzero().squeeze(1)
             if index.numel() == 0:
                 break
             candidate = attack(model, x[index], y[index])
             with torch.no_grad():
-                fooled = model(candidate).argmax(dim=1) != y[index]
+                fooled = misclassified(model(candidate), y[index])
             x_adv[index[fooled]] = candidate[fooled]
             robust[index[fooled]] = False
         return AttackResult(x_adv.detach())

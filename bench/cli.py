@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--track", help="the track to run (default: the spec's, else adversarial)")
     run.add_argument("--config", type=Path, help="a TOML spec; its sections replace the track's defaults")
     run.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    run.add_argument("--precision", choices=("float32", "bf16"), help="attacks and training: float32 (default) or bf16 autocast (fast on a GPU)")
     run.add_argument("--seed", type=int, help="seed for training and attacks")
     run.add_argument("--n-examples", type=int, help="number of test examples to attack")
     run.add_argument("--out", type=Path, help="run folder (default runs/<timestamp>-<track>); an existing one is resumed")
@@ -122,6 +123,7 @@ def load_spec(args: argparse.Namespace) -> Any:
         seed=args.seed,
         n_examples=args.n_examples,
         device=args.device,
+        precision=args.precision,
         data_root=args.data_root,
         download=args.download,
         executor=args.executor,

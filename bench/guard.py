@@ -13,6 +13,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from bench.accel import batched
+
 
 @contextmanager
 def preserved_modes(model: nn.Module) -> Iterator[nn.Module]:
@@ -74,7 +76,7 @@ PREDICTION_SEED = 20190208  # the draws of a randomized model's majority vote (c
 
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, *, draws: int = 1) -> torch.Tensor:
-    """Predicted labels, batched, without gradients.
+    """Predicted labels, batched (halved on out-of-memory: ``bench.accel``), without gradients.
 
     A model with its own ``predict_labels`` (randomized smoothing's PREDICT, which abstains with -1) decides for
     itself; otherwise ``draws > 1`` counts the majority over that many forward passes (a randomized model), so one
@@ -85,17 +87,18 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, *, draws:
         return torch.empty(0, dtype=torch.long, device=x.device)
     own = getattr(model, "predict_labels", None)
     if callable(own):
-        return torch.cat([own(batch) for batch in x.split(batch_size)])
+        return torch.cat(batched("predict", len(x), x.device, lambda index: own(x[index]), batch_size=batch_size))
     if draws <= 1:
-        return torch.cat([logits(model, batch).argmax(dim=1) for batch in x.split(batch_size)])
+        return torch.cat(batched("predict", len(x), x.device, lambda index: logits(model, x[index]).argmax(dim=1), batch_size=batch_size))
+
+    def vote(index: torch.Tensor) -> torch.Tensor:
+        first = logits(model, x[index])
+        votes = torch.nn.functional.one_hot(first.argmax(dim=1), first.shape[1])
+        for _ in range(draws - 1):
+            votes += torch.nn.functional.one_hot(logits(model, x[index]).argmax(dim=1), first.shape[1])
+        return votes.argmax(dim=1)
+
     devices = [x.device] if x.device.type == "cuda" else []
-    out = []
     with torch.random.fork_rng(devices=devices):  # the same draws whatever ran before: repeated evaluations agree; the caller's stream is untouched
         torch.manual_seed(PREDICTION_SEED)
-        for batch in x.split(batch_size):
-            first = logits(model, batch)
-            votes = torch.nn.functional.one_hot(first.argmax(dim=1), first.shape[1])
-            for _ in range(draws - 1):
-                votes += torch.nn.functional.one_hot(logits(model, batch).argmax(dim=1), first.shape[1])
-            out.append(votes.argmax(dim=1))
-    return torch.cat(out)
+        return torch.cat(batched("predict", len(x), x.device, vote, batch_size=batch_size))

@@ -27,8 +27,11 @@ __all__ = [
     "build", "merge", "read_toml", "spec_from",
 ]  # fmt: skip
 
-HEADER = ("track", "dataset", "n_examples", "seed", "seeds", "device", "batch_size", "training", "executor")  # the harness's; the rest is the track's
+# the harness's; the rest is the track's
+HEADER = ("track", "dataset", "n_examples", "seed", "seeds", "device", "precision", "memory_format", "batch_size", "training", "executor")
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("float32", "bf16")  # bench.accel's
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 EXECUTORS = ("serial", "processes", "ray")
 
 
@@ -68,6 +71,8 @@ class RunSpec:
     section: Any  # the track's frozen dataclass
     seeds: int = 1  # replicates (tracks with ``replicates``): seeds seed, seed + 1, ..., the spread shown in the leaderboard
     executor: ExecutorSpec = field(default_factory=ExecutorSpec)
+    precision: str = "float32"  # attacks and training: "bf16" runs them under bf16 autocast (predictions stay float32)
+    memory_format: str = "auto"  # convolutional models on CUDA in channels_last ("auto"), or as named
 
     def __getattr__(self, name: str) -> Any:
         """The section's fields read as the spec's own (``spec.models``)."""
@@ -76,11 +81,13 @@ class RunSpec:
         return getattr(self.section, name)
 
     def to_dict(self) -> dict[str, Any]:
-        """Header and section fields side by side (executor and device left out: they move results, never change them)."""
-        header = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("section", "executor", "device")}
+        """Header and section fields side by side (executor, device and memory format left out: they move results, never change them)."""
+        header = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("section", "executor", "device", "memory_format")}
         data = {**spec_dict(self.section), **{k: asdict(v) if is_dataclass(v) else v for k, v in header.items()}}
         if data["seeds"] == 1:  # specs that do not replicate keep the text (and hash) they had before seeds existed
             data.pop("seeds")
+        if data["precision"] == "float32":  # likewise for specs in float32, the default
+            data.pop("precision")
         return data
 
     def canonical(self) -> str:
@@ -154,10 +161,21 @@ def build(raw: Mapping[str, Any], *, base_dir: Path | None = None) -> RunSpec:
     if device.split(":")[0] not in DEVICES:
         raise _fail("spec.device", f"must be one of {', '.join(DEVICES)} (or cuda:N), got '{device}'")
     batch_size = _int(raw.get("batch_size", 256), "spec.batch_size", 1)
+    precision = _choice(raw.get("precision", "float32"), "spec.precision", PRECISIONS)
+    memory_format = _choice(raw.get("memory_format", "auto"), "spec.memory_format", MEMORY_FORMATS)
     training = _training(raw.get("training", {}))
     executor = _executor(raw.get("executor", {}))
     section = chosen.parse({k: v for k, v in raw.items() if k not in HEADER}, base_dir=base_dir)
-    return RunSpec(track, dataset, dataset_params, n_examples, seed, device, batch_size, training, section, seeds=seeds, executor=executor)
+    return RunSpec(
+        track, dataset, dataset_params, n_examples, seed, device, batch_size, training, section,
+        seeds=seeds, executor=executor, precision=precision, memory_format=memory_format,
+    )  # fmt: skip
+
+
+def _choice(value: Any, where: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise _fail(where, f"must be one of {', '.join(repr(c) for c in choices)}, got {value!r}{did_you_mean(str(value), choices)}")
+    return value
 
 
 def _track_reads(tracks: Any, name: str, key: str) -> bool:
@@ -201,6 +219,7 @@ def spec_from(
     seed: int | None = None,
     n_examples: int | None = None,
     device: str | None = None,
+    precision: str | None = None,
     data_root: str | None = None,
     download: bool | None = None,
     executor: str | None = None,
@@ -221,7 +240,7 @@ def spec_from(
     if not isinstance(track_name, str) or track_name not in TRACKS:
         raise UserError(str(TRACKS.unknown_error(str(track_name))))
     defaults = TRACKS.create(track_name).default_spec(user)
-    overrides: dict[str, Any] = {"track": track_name, "seed": seed, "n_examples": n_examples, "device": device}
+    overrides: dict[str, Any] = {"track": track_name, "seed": seed, "n_examples": n_examples, "device": device, "precision": precision}
     raw = merge(defaults, user, overrides)
     if data_root is not None or download:
         dataset = raw.get("dataset", "digits")

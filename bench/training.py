@@ -27,6 +27,7 @@ from filelock import FileLock
 from torch import nn
 
 import bench
+from bench import accel
 from bench.data import Dataset
 from bench.errors import UserError
 from bench.fingerprint import file_fingerprint
@@ -64,9 +65,9 @@ class Objective(Protocol):
     def training_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
 
 
-def recipe(spec: ModelSpec, dataset_id: Any, training: TrainingSpec, seed: int, objective: Any = None) -> dict[str, Any]:
+def recipe(spec: ModelSpec, dataset_id: Any, training: TrainingSpec, seed: int, objective: Any = None, precision: str = "float32") -> dict[str, Any]:
     """Everything that determines a model's weights (``objective``: what identifies a training-time defense)."""
-    return {
+    found = {
         "objective": objective,
         "model": spec.name,
         "params": dict(spec.params),
@@ -78,6 +79,9 @@ def recipe(spec: ModelSpec, dataset_id: Any, training: TrainingSpec, seed: int, 
         "seed": seed,
         "version": bench.__version__,
     }
+    if precision != "float32" and spec.train:  # bf16 training gives other weights; float32 recipes keep their hash
+        found["precision"] = precision
+    return found
 
 
 def build_model(spec: ModelSpec, data: Dataset, seed: int) -> nn.Module:
@@ -101,6 +105,7 @@ def obtain_model(
     device: torch.device,
     objective: Objective | None = None,
     objective_id: Any = None,
+    precision: str = "float32",
 ) -> TrainedModel:
     """The model of ``spec``, trained by ``training`` (with ``objective``'s loss) unless the cache already holds it.
 
@@ -108,15 +113,24 @@ def obtain_model(
     random numbers whether or not its model had to be built in that job.
     """
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        return _obtain_model(spec, data, dataset_id, training, seed=seed, device=device, objective=objective, objective_id=objective_id)
+        return _obtain_model(spec, data, dataset_id, training, seed=seed, device=device, objective=objective, objective_id=objective_id, precision=precision)
 
 
 def _obtain_model(
-    spec: ModelSpec, data: Dataset, dataset_id: Any, training: TrainingSpec, *, seed: int, device: torch.device, objective: Any, objective_id: Any
+    spec: ModelSpec,
+    data: Dataset,
+    dataset_id: Any,
+    training: TrainingSpec,
+    *,
+    seed: int,
+    device: torch.device,
+    objective: Any,
+    objective_id: Any,
+    precision: str,
 ) -> TrainedModel:
     start = time.perf_counter()
     model = build_model(spec, data, seed)
-    the_recipe = recipe(spec, dataset_id, training, seed, objective_id)
+    the_recipe = recipe(spec, dataset_id, training, seed, objective_id, precision)
     key = stable_hash(the_recipe)
     if not spec.train:
         return TrainedModel(model.to(device).eval(), key, False, 0.0)
@@ -128,7 +142,7 @@ def _obtain_model(
             log.info("cache hit: %s (recipe %s) from %s", spec.label, key, path)
             return TrainedModel(model.to(device).eval(), key, True, time.perf_counter() - start)
         log.info("training %s%s on %s: %d epochs (recipe %s)", spec.label, f" with {objective_id[0]}" if objective_id else "", data.name, training.epochs, key)
-        train_classifier(model, data, training, seed=seed, device=device, objective=objective)
+        train_classifier(model, data, training, seed=seed, device=device, objective=objective, precision=precision)
         diverged = [name for name, tensor in model.state_dict().items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
         if diverged:  # nothing is cached: the next run trains again (with, one hopes, another recipe)
             raise TrainingDiverged(f"training {spec.label} gave non-finite weights ({diverged[0]}, ...; lr {training.lr:g}): lower spec.training.lr")
@@ -157,11 +171,19 @@ def one_cpu_thread(device: torch.device) -> Iterator[None]:
 
 
 def train_classifier(
-    model: nn.Module, data: Dataset, training: TrainingSpec, *, seed: int, device: torch.device, objective: Objective | None = None
+    model: nn.Module,
+    data: Dataset,
+    training: TrainingSpec,
+    *,
+    seed: int,
+    device: torch.device,
+    objective: Objective | None = None,
+    precision: str = "float32",
 ) -> nn.Module:
-    """Minibatch training (cross-entropy, or ``objective``'s loss) with a cosine learning-rate schedule; on the CPU, one thread."""
+    """Minibatch training (cross-entropy, or ``objective``'s loss) with a cosine learning-rate schedule; on the CPU, one thread.
+    ``precision="bf16"``: forward and loss under bf16 autocast (``bench.accel``), float32 weights and optimizer."""
     with one_cpu_thread(device):
-        return _train(model, data, training, seed=seed, device=device, objective=objective)
+        return _train(model, data, training, seed=seed, device=device, objective=objective, precision=precision)
 
 
 def make_optimizer(model: nn.Module, training: TrainingSpec, *, weight_decay: float | None = None) -> torch.optim.Optimizer:
@@ -173,7 +195,9 @@ def make_optimizer(model: nn.Module, training: TrainingSpec, *, weight_decay: fl
     return torch.optim.Adam(parameters, lr=training.lr, weight_decay=decay)
 
 
-def _train(model: nn.Module, data: Dataset, training: TrainingSpec, *, seed: int, device: torch.device, objective: Objective | None) -> nn.Module:
+def _train(
+    model: nn.Module, data: Dataset, training: TrainingSpec, *, seed: int, device: torch.device, objective: Objective | None, precision: str
+) -> nn.Module:
     model.to(device).train()
     optimizer = make_optimizer(model, training)
     x, y = data.x_train.to(device), data.y_train.to(device)
@@ -184,7 +208,8 @@ def _train(model: nn.Module, data: Dataset, training: TrainingSpec, *, seed: int
         order = torch.randperm(len(y), generator=generator).to(device)
         for batch in order.split(training.batch_size):
             optimizer.zero_grad(set_to_none=True)
-            loss = objective.training_loss(model, x[batch], y[batch]) if objective is not None else F.cross_entropy(model(x[batch]), y[batch])
+            with accel.autocast(precision, device):
+                loss = objective.training_loss(model, x[batch], y[batch]) if objective is not None else F.cross_entropy(model(x[batch]), y[batch])
             loss.backward()
             optimizer.step()
             schedule.step()

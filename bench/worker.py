@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -105,6 +106,8 @@ def execute(task: Task, cache: Cache) -> JobResult:
     seed(int(task.job.key[:12], 16))
     start = time.perf_counter()
     provenance = {"device": str(resolve_device(task.spec.device)), "seed": task.spec.seed, "torch_threads": torch.get_num_threads()}
+    if os.environ.get("CUDA_VISIBLE_DEVICES"):  # the GPU(s) this worker was given (the processes executor pins one per worker)
+        provenance["cuda_visible_devices"] = os.environ["CUDA_VISIBLE_DEVICES"]
     try:
         track = cache.get(["track", task.track], lambda: TRACKS.create(task.track))
         result = track.run(task, cache)

@@ -12,6 +12,11 @@ with ``spawn`` (a forked child of a process that ran OpenMP can hang) and get
 the driver's ``sys.path`` as it was when they started. The driver alone
 writes the store, as with every executor, so results equal the serial
 executor's: each job is a pure function of its task.
+
+On a machine with several GPUs each worker is pinned to one of them
+(``CUDA_VISIBLE_DEVICES`` set before it touches CUDA; the GPU with the fewest
+workers so far): ``workers = <number of GPUs>`` gives one worker per GPU,
+more workers share them.
 """
 
 from __future__ import annotations
@@ -36,8 +41,10 @@ log = logging.getLogger(__name__)
 POLL_S = 1.0  # how long one wait blocks, so that the driver stays responsive to Ctrl-C
 
 
-def _serve(conn: Any, path: list[str], threads: int) -> None:
+def _serve(conn: Any, path: list[str], threads: int, gpu: str | None = None) -> None:
     """A worker: the driver's import path and torch threads, one Cache for its life; a task in, a result out, until the pipe closes."""
+    if gpu is not None:  # before CUDA is initialized: this worker's "cuda" is that GPU
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     import torch
 
     sys.path[:] = path
@@ -60,9 +67,10 @@ def _serve(conn: Any, path: list[str], threads: int) -> None:
 class _Worker:
     """One worker process, its end of the pipe, and the task it runs (None: idle)."""
 
-    def __init__(self, context: Any, path: list[str], threads: int) -> None:
+    def __init__(self, context: Any, path: list[str], threads: int, gpu: str | None = None) -> None:
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, path, threads), daemon=True)
+        self.gpu = gpu
+        self.process = context.Process(target=_serve, args=(child, path, threads, gpu), daemon=True)
         self.process.start()
         child.close()
         self.task: tuple[Task, float] | None = None
@@ -92,6 +100,7 @@ class ProcessesExecutor(Executor):
         self._queue: deque[tuple[Task, float]] = deque()
         self._finished: list[tuple[Task, JobResult]] = []
         self._tracks: dict[str, str | None] = {}
+        self._gpus = visible_gpus()
 
     def submit(self, task: Task) -> None:
         if task.track not in self._tracks:
@@ -103,7 +112,7 @@ class ProcessesExecutor(Executor):
         while self._queue:
             idle = next((w for w in self._workers if w.task is None), None)
             if idle is None and len(self._workers) < self.slots:
-                idle = _Worker(self._context, list(sys.path), self.threads)
+                idle = _Worker(self._context, list(sys.path), self.threads, self._next_gpu())
                 self._workers.append(idle)
             if idle is None:
                 return
@@ -114,6 +123,12 @@ class ProcessesExecutor(Executor):
                 self._finished.append((task, JobResult(status="failed", error=f"could not run it in a worker process: {one_line(error)}")))
                 continue
             idle.task = (task, submitted)
+
+    def _next_gpu(self) -> str | None:
+        """The GPU with the fewest live workers (None on a machine with fewer than two)."""
+        if len(self._gpus) < 2:
+            return None
+        return min(self._gpus, key=lambda gpu: sum(w.gpu == gpu for w in self._workers))
 
     def wait(self) -> list[tuple[Task, JobResult]]:
         busy = [w for w in self._workers if w.task is not None]
@@ -148,3 +163,15 @@ class ProcessesExecutor(Executor):
         self._finished.clear()
         for worker in workers:
             worker.stop()
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as ``CUDA_VISIBLE_DEVICES`` names them (indices or UUIDs); none without CUDA."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    named = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if named:
+        return [name.strip() for name in named.split(",") if name.strip()][: torch.cuda.device_count()]
+    return [str(i) for i in range(torch.cuda.device_count())]

@@ -232,3 +232,17 @@ def test_an_unknown_executor_lists_processes(tmp_path: Path, capsys: pytest.Capt
     assert main(["run", "--executor", "threads", "--out", str(tmp_path / "run"), "-q"]) == 2
     err = capsys.readouterr().err.strip()
     assert "invalid choice: 'threads'" in err and "'processes'" in err, err
+
+
+def test_each_worker_gets_one_gpu_of_several(track_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a machine with several GPUs every worker process is pinned to one (CUDA_VISIBLE_DEVICES), spread evenly."""
+    from bench.executors import processes
+
+    monkeypatch.setattr(processes, "visible_gpus", lambda: ["0", "1"])
+    pinned = make_executor(ExecutorSpec(name="processes", workers=2))
+    try:
+        results = run_all(pinned, [task(i, x=i, sleep=0.5) for i in range(4)])
+    finally:
+        pinned.close()
+    seen = {r.provenance["pid"]: r.provenance.get("cuda_visible_devices") for r in results.values()}
+    assert sorted(seen.values()) == ["0", "1"], seen  # two workers, one GPU each

@@ -13,6 +13,7 @@ from typing import Any
 
 from torch import nn
 
+from bench import accel
 from bench.spec import ComponentSpec, ModelSpec
 from bench.training import TrainedModel, obtain_model
 from bench.worker import Cache, dataset, dataset_id, resolve_device
@@ -45,11 +46,14 @@ def trained(spec: Any, model: ModelSpec, item: ComponentSpec | None, cache: Cach
     def make() -> TrainedModel:
         trainer = {"objective": chosen, "objective_id": objective} if objective else {}
         device = resolve_device(spec.device)
-        found = obtain_model(model, dataset(spec, cache), dataset_id(spec, cache), spec.training, seed=spec.seed, device=device, **trainer)
-        found.model.to(device)
+        found = obtain_model(
+            model, dataset(spec, cache), dataset_id(spec, cache), spec.training, seed=spec.seed, device=device, precision=spec.precision, **trainer
+        )
+        accel.memory_format(found.model.to(device), device, spec.memory_format)
         return found
 
-    return cache.get(["trained", repr(model), objective, spec.dataset, dict(spec.dataset_params), spec.training, spec.seed, spec.device], make)
+    where = [spec.device, spec.precision, spec.memory_format]
+    return cache.get(["trained", repr(model), objective, spec.dataset, dict(spec.dataset_params), spec.training, spec.seed, *where], make)
 
 
 def defended(spec: Any, model: ModelSpec, item: ComponentSpec, cache: Cache) -> tuple[nn.Module, TrainedModel]:
@@ -59,7 +63,7 @@ def defended(spec: Any, model: ModelSpec, item: ComponentSpec, cache: Cache) -> 
     def make() -> nn.Module:
         return defense(item).wrap(base.model).to(resolve_device(spec.device))
 
-    return cache.get(["defended", base.recipe, item.name, dict(item.params), spec.device], make), base
+    return cache.get(["defended", base.recipe, item.name, dict(item.params), spec.device, spec.memory_format], make), base
 
 
 def undefended(spec: Any, model: ModelSpec, cache: Cache) -> nn.Module:

@@ -27,8 +27,9 @@ import torch
 from torch import nn
 
 from attacks import ATTACKS
-from attacks.base import Attack
+from attacks.base import Attack, AttackResult
 from attacks.threat_model import violations
+from bench import accel
 from bench.errors import UserError
 from bench.guard import ModelWatch, eval_mode, predict
 from bench.tracks.adversarial import sanity
@@ -103,12 +104,22 @@ def attack_step(
     per_example: dict[str, torch.Tensor] = {}
     results = []
     start = time.perf_counter()
-    for batch in index.split(batch_size):
+    precision = accel.current().precision
+
+    def run(chunk: torch.Tensor) -> tuple[torch.Tensor, AttackResult] | None:
+        if set(flags) & INVALIDATING:  # an earlier batch left the threat model: the step is invalid, the rest need not run
+            return None
+        batch = index[chunk]
         watch = ModelWatch(model)
-        result = attack.run(model, x[batch], y[batch])
-        flags += watch.changes() + violations(x[batch], result.x_adv, norm=attack.norm, eps=attack.eps)
-        if set(flags) & INVALIDATING:
+        with accel.autocast(precision, x.device):
+            result = attack.run(model, x[batch], y[batch])
+        flags.extend(watch.changes() + violations(x[batch], result.x_adv, norm=attack.norm, eps=attack.eps))
+        return batch, result
+
+    for item in accel.batched(attack.describe(), len(index), x.device, run, batch_size=batch_size):  # halved on out-of-memory
+        if item is None or set(flags) & INVALIDATING:
             return StepResult(robust.clone(), robust.clone(), "invalid", sorted(set(flags)), time.perf_counter() - start)
+        batch, result = item
         x_adv[batch] = result.x_adv.detach()
         results.append(result)
     seconds = time.perf_counter() - start
@@ -248,6 +259,7 @@ def evaluate(
     surrogate: nn.Module | None = None,
     adaptive: bool = True,
     draws: int = DEFAULT_DRAWS,
+    precision: str = "float32",
 ) -> Evaluation:
     """Robust accuracy of ``model`` on ``(x, y)``: the worst case over ``attacks`` (None: the default cascade).
 
@@ -257,7 +269,8 @@ def evaluate(
     or black-box breaking what gradient attacks missed) add BPDA at the end, on what survived. ``surrogate``:
     another model (e.g. the undefended one) whose PGD examples are replayed after the last gradient attack;
     the points they break count as broken. ``draws``: the majority over that many forward passes is one
-    prediction of a randomized model (a model with its own ``predict_labels`` uses that instead).
+    prediction of a randomized model (a model with its own ``predict_labels`` uses that instead). ``precision``:
+    ``"bf16"`` runs the attacks under bf16 autocast (``bench.accel``); predictions stay float32.
     """
     why = implausible(eps, norm, x.shape[1:])
     if why is not None:
@@ -270,7 +283,7 @@ def evaluate(
     broken_by: dict[str, int] = {}
     history: list[History] = []
     added: list[str] = []
-    with eval_mode(model):
+    with eval_mode(model), accel.policy(precision=precision, batch_size=batch_size):
         torch.manual_seed(seed)
         votes = sanity.prediction_draws(model, x, draws)
         clean = predict(model, x, batch_size, draws=votes) == y

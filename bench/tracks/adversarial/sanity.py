@@ -19,6 +19,7 @@ from torch import nn
 
 from attacks import ATTACKS
 from attacks.base import Attack, AttackResult, loss_gradient
+from bench.accel import attack_points, batched
 from bench.guard import eval_mode, predict
 
 SUBSAMPLE = 64  # points used by checks that run extra attacks
@@ -54,9 +55,9 @@ def model_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: st
         first, second = model(x), model(x)
     if not torch.equal(first, second):
         flags.append("randomized")
-    if first.numel() and bool((first >= 0).all() and (first <= 1).all()) and torch.allclose(first.sum(dim=1), torch.ones(len(first)), atol=1e-4):
+    if first.numel() and bool((first >= 0).all() and (first <= 1).all()) and torch.allclose(first.sum(dim=1), first.new_ones(len(first)), atol=1e-4):
         flags.append("outputs-probabilities")
-    grad, _, _ = loss_gradient(model, x, y)
+    grad = torch.cat(batched("gradient", len(x), x.device, lambda index: loss_gradient(model, x[index], y[index])[0])) if len(x) else x.clone()
     flat = grad.reshape(len(grad), -1)
     dead = (flat == 0).all(dim=1) | ~torch.isfinite(flat).all(dim=1)
     dead_fraction = dead.float().mean().item() if len(dead) else 0.0
@@ -69,7 +70,7 @@ def model_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: st
         attack = ATTACKS.create("pgd", eps=eps, norm=norm, steps=50, step_size=eps / 10)
         if draws > 1:  # a randomized model: the expected gradient (EOT), or noise alone keeps points correct
             attack = ATTACKS.create("eot", eps=eps, norm=norm, steps=20, step_size=eps / 10, samples=2, distribution="none")
-        x_adv = attack(model, x[correct], y[correct])
+        x_adv = attack_points(attack, model, x[correct], y[correct])
         unbounded_accuracy = (predict(model, x_adv, draws=draws) == y[correct]).float().mean().item()
         if unbounded_accuracy > 0.03:
             flags.append("large-eps-not-zero")
@@ -134,7 +135,7 @@ def convergence_check(model: nn.Module, attack: Attack, x: torch.Tensor, y: torc
     sample = _sample(survivors)
     if stronger is None or sample.numel() == 0:
         return Found.nothing("doubled iterations", x)
-    x_adv = stronger(model, x[sample], y[sample])
+    x_adv = attack_points(stronger, model, x[sample], y[sample])
     broken = predict(model, x_adv, draws=draws) != y[sample]
     return _found("doubled iterations", "not-converged", sample, x_adv, broken, survivors.numel(), n)
 
@@ -150,7 +151,7 @@ def weaker_attack_check(
     sample = _sample(broken_by_single_step)
     if not attack.iterative or not attack.white_box or sample.numel() == 0 or draws > 1:
         return []
-    missed = predict(model, attack(model, x[sample], y[sample]), draws=draws) == y[sample]
+    missed = predict(model, attack_points(attack, model, x[sample], y[sample]), draws=draws) == y[sample]
     return ["single-step-beats-iterative"] if _exceeds(missed, broken_by_single_step.numel(), n) else []
 
 
@@ -159,7 +160,7 @@ def noise_check(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tens
     if not attack.white_box or survivors.numel() == 0:
         return Found.nothing("noise", x)
     noise = ATTACKS.create("noise", eps=attack.eps, norm=attack.norm)
-    x_adv = noise(model, x[survivors], y[survivors])
+    x_adv = attack_points(noise, model, x[survivors], y[survivors])
     broken = predict(model, x_adv, draws=draws) != y[survivors]
     return _found("noise", "noise-beats-white-box", survivors, x_adv, broken, survivors.numel(), n)
 
@@ -176,7 +177,7 @@ def transfer_check(
         return Found.nothing("transfer", x)
     pgd = ATTACKS.create("pgd", eps=attack.eps, norm=attack.norm, steps=TRANSFER_STEPS, random_start=False)
     with eval_mode(surrogate):
-        x_adv = pgd(surrogate, x[survivors], y[survivors])
+        x_adv = attack_points(pgd, surrogate, x[survivors], y[survivors])
     broken = predict(model, x_adv, draws=draws) != y[survivors]
     return _found("transfer", "transfer-beats-white-box", survivors, x_adv, broken, survivors.numel(), n)
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from attacks import ATTACKS
-from bench import fields
+from bench import accel, fields
 from bench.errors import UserError
 from bench.guard import eval_mode, predict
 from bench.runner import job_key
@@ -208,7 +208,14 @@ class AdversarialTrack(Track):
                     self._append(jobs, chain, AttackSpec(name, (eps,), {**params, "norm": norm}, label), norm, eps, True, base, common, owner)
 
     def run(self, task: Task, cache: Cache) -> JobResult:
-        result = self._run(task, cache)
+        spec, labels = task.spec, task.job.labels
+        sizes = cache.get("batch-sizes", accel.BatchSizes)  # the worker's: a size that ran out of memory is not tried again
+        key = (labels["model"], labels["defense"])
+        with accel.policy(precision=spec.precision, batch_size=spec.batch_size, sizes=sizes, key=key):
+            result = self._run(task, cache)
+        smaller = {name: sizes.size((k, name), spec.batch_size) for k, name in sizes.halvings if k == key}
+        if smaller:  # what ran out of memory at the spec's batch size, and the size that fit
+            result.provenance["batch_size"] = smaller
         recipe = defended.training_recipe(task.spec, task.job.payload["defense"])
         if recipe:  # what the leaderboard says a training-time defense was trained with
             result.provenance["training"] = recipe

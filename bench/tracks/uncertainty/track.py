@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from attacks import ATTACKS
-from bench import fields
+from bench import accel, fields
 from bench.data import Dataset
 from bench.errors import UserError
 from bench.guard import eval_mode
@@ -182,11 +182,12 @@ class UncertaintyTrack(Track):
             result["ood"][item_ood.label] = _separation(scores_in, scores_out, fitted.has_epistemic)
         result["adversarial"] = {}
         target = fitted.attack_model(members).to(resolve_device(spec.device))
+        sizes = cache.get("batch-sizes", accel.BatchSizes)
         for attack_spec in spec.attacks:
             for eps in attack_spec.eps:
                 attack = ATTACKS.create(attack_spec.name, eps=eps, **attack_spec.params)
-                with eval_mode(target):
-                    x_adv = torch.cat([attack(target, xb, yb) for xb, yb in zip(x.split(spec.batch_size), y.split(spec.batch_size), strict=True)])
+                with eval_mode(target), accel.policy(precision=spec.precision, batch_size=spec.batch_size, sizes=sizes, key=(model.label, item.label)):
+                    x_adv = accel.attack_points(attack, target, x, y)  # batched, halved on out-of-memory
                 attacked = fitted.predict(members, x_adv, spec.batch_size)
                 separation = _separation(predictive, attacked, fitted.has_epistemic)
                 result["adversarial"][attack_label(attack_spec.label, attack.norm, eps)] = {**separation, "accuracy": m.accuracy(attacked.probs, y)}
@@ -284,8 +285,10 @@ def _fitted(
     members, recipes = [], []
     for index in range(estimator.members()):
         member_seed = seed + MEMBER_SEED_STRIDE * index
-        key = ["uncertainty-model", repr(model), identity, spec.training, member_seed, spec.device]
-        trained = cache.get(key, lambda member_seed=member_seed: obtain_model(model, data, identity, spec.training, seed=member_seed, device=device))
-        members.append(trained.model.to(device))
+        key = ["uncertainty-model", repr(model), identity, spec.training, member_seed, spec.device, spec.precision, spec.memory_format]
+        trained = cache.get(
+            key, lambda member_seed=member_seed: obtain_model(model, data, identity, spec.training, seed=member_seed, device=device, precision=spec.precision)
+        )
+        members.append(accel.memory_format(trained.model.to(device), device, spec.memory_format))
         recipes.append(trained.recipe)
     return members, estimator.fit(members, x_val, y_val), recipes

@@ -13,6 +13,7 @@ halved as it goes: Croce & Hein 2020), ``eps / 4`` for FastGradientMethod
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -109,14 +110,15 @@ class ARTAttack(LibraryAttack):
     def build(self, model: nn.Module, x: torch.Tensor, kwargs: dict[str, Any]) -> Any:
         from art.estimators.classification import PyTorchClassifier
 
-        classifier = PyTorchClassifier(
-            model=_FloatInputs(model, x.dtype),
-            loss=nn.CrossEntropyLoss(),
-            input_shape=tuple(x.shape[1:]),
-            nb_classes=number_of_classes(model, x),
-            clip_values=(0.0, 1.0),
-            device_type="gpu" if x.is_cuda else "cpu",
-        )
+        with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():  # ART takes the current CUDA device and moves the model there
+            classifier = PyTorchClassifier(
+                model=_FloatInputs(model, x.dtype),
+                loss=nn.CrossEntropyLoss(),
+                input_shape=tuple(x.shape[1:]),
+                nb_classes=number_of_classes(model, x),
+                clip_values=(0.0, 1.0),
+                device_type="gpu" if x.is_cuda else "cpu",
+            )
         accepted = self.accepted()
         if "eps" in accepted:
             kwargs["eps"] = self.eps

@@ -93,7 +93,7 @@ class TorchattacksAttack(LibraryAttack):
             classes = number_of_classes(model, x)
             kwargs["n_classes"] = classes if targets is None else min(classes, targets + 1)  # torchattacks targets n_classes - 1 classes
         if "seed" in accepted and kwargs.get("seed") is None:  # AutoAttack's default seeds from the clock
-            kwargs["seed"] = int(torch.randint(0, 2**31 - 1, (1,)))  # from the job's seeded generator: repeatable
+            kwargs["seed"] = int(torch.randint(0, 2**31 - 1, (1,), device="cpu"))  # a host scalar from the job's seeded CPU generator: repeatable
         return self.classes()[self.name](model, **kwargs)
 
     def generate(self, attack: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -79,7 +79,7 @@ def spec_toml(track_name: str) -> str:
     header = {"track": track_name, "dataset": built.dataset, "n_examples": built.n_examples, "seed": built.seed}
     if track.replicates:
         header["seeds"] = built.seeds
-    header.update({"device": built.device, "batch_size": built.batch_size})
+    header.update({"device": built.device, "precision": built.precision, "memory_format": built.memory_format, "batch_size": built.batch_size})
     plain = {name: getattr(built, name) for name in track.fields if not isinstance(getattr(built, name), tuple)}
     section = {k: v for k, v in plain.items() if v is not None}  # TOML has no null: a field left out is its default
     tables = {k: v for k, v in raw.items() if k not in HEADER and k not in plain}

@@ -43,7 +43,7 @@ class ARTModule(Preprocessing):
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.preprocessor(x.detach().cpu().numpy())
-        return torch.as_tensor(out).to(device=x.device, dtype=x.dtype)
+        return torch.as_tensor(out, dtype=x.dtype, device=x.device)
 
 
 @dataclass(frozen=True, kw_only=True)

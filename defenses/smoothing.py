@@ -77,12 +77,12 @@ def predict_with_abstain(base: nn.Module, x: torch.Tensor, *, sigma: float, draw
 
 
 def lower_confidence_bound(successes: torch.Tensor, trials: int, alpha: float) -> torch.Tensor:
-    """One-sided Clopper-Pearson lower bound on a binomial proportion."""
+    """One-sided Clopper-Pearson lower bound on a binomial proportion (scipy on the host; the bound on ``successes``' device)."""
     from scipy.stats import beta
 
     k = successes.cpu().numpy()
     bound = beta.ppf(alpha, k, trials - k + 1)
-    return torch.as_tensor(bound, dtype=torch.float64).nan_to_num(0.0)
+    return torch.as_tensor(bound, dtype=torch.float64, device=successes.device).nan_to_num(0.0)
 
 
 @DEFENSES.register("randomized-smoothing", description="Gaussian randomized smoothing with certified L2 radii (Cohen et al. 2019)")
@@ -116,16 +116,16 @@ class RandomizedSmoothing(Defense):
         return model.base if isinstance(model, Smoothed) else model
 
     def certify(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Certified L2 radius per example; negative where CERTIFY abstains or certifies a wrong class."""
+        """Certified L2 radius per example, on ``x``'s device; negative where CERTIFY abstains or certifies a wrong class."""
         from scipy.stats import norm
 
         base = self.base(model)
         guess = class_counts(base, x, sigma=self.sigma, draws=self.n0).argmax(dim=1)
         counts = class_counts(base, x, sigma=self.sigma, draws=self.n)
         p_lower = lower_confidence_bound(counts.gather(1, guess[:, None]).squeeze(1), self.n, self.alpha)
-        radius = torch.as_tensor(self.sigma * norm.ppf(p_lower.clamp(max=1 - 1e-12).numpy()), dtype=torch.float32)
+        radius = torch.as_tensor(self.sigma * norm.ppf(p_lower.clamp(max=1 - 1e-12).cpu().numpy()), dtype=torch.float32, device=x.device)
         radius[p_lower < 0.5] = -1.0
-        radius[guess.cpu() != y.cpu()] = -1.0
+        radius[guess != y] = -1.0
         return radius
 
     def predict(self, model: nn.Module, x: torch.Tensor, *, draws: int | None = None) -> torch.Tensor:

@@ -1,11 +1,15 @@
-"""Components that misbehave on purpose, named in test specs as ``tests.helpers:<name>``."""
+"""Components that misbehave on purpose, named in test specs as ``tests.helpers:<name>``; and ``host_tensors_fail``, which
+makes a tensor made without a device fail on the CPU as it would on CUDA."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from attacks.base import Attack
 from models.zoo import mlp
@@ -106,3 +110,29 @@ class RaisingAttack(Attack):
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise RuntimeError("this attack always crashes")
+
+
+def _tensors(value: object) -> Iterator[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (list, tuple, dict)):
+        for item in value.values() if isinstance(value, dict) else value:
+            yield from _tensors(item)
+
+
+class MetaMeetsReal(TorchFunctionMode):
+    """Raises where a meta tensor and a real one meet in one call (an op, an index, an assignment)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        devices = {t.device.type for t in _tensors((args, kwargs))}
+        if "meta" in devices and len(devices) > 1:
+            raise RuntimeError(f"{getattr(func, '__name__', func)}: a tensor made without a device (on meta here) meets one on {min(devices - {'meta'})}")
+        return func(*args, **kwargs)
+
+
+@contextmanager
+def host_tensors_fail() -> Iterator[None]:
+    """Inside: a tensor made without an explicit device is a meta tensor, and using it with real tensors raises."""
+    with torch.device("meta"), MetaMeetsReal():
+        yield

@@ -57,7 +57,7 @@ class LogPredictive(nn.Module):
         if len(self.members) == 1:
             return self.members[0](x) / self.temperature
         logs = torch.stack([torch.log_softmax(m(x) / self.temperature, dim=1) for m in self.members])
-        return torch.logsumexp(logs, dim=0) - torch.log(torch.tensor(float(len(self.members))))
+        return torch.logsumexp(logs, dim=0) - torch.log(torch.tensor(float(len(self.members)), device=x.device))
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ class Temperature(Estimator):
         """The T minimizing the NLL of softmax(logits / T) on (x, y), by L-BFGS on log T."""
         with torch.no_grad(), preserved_modes(members[0]):
             logits = torch.cat([members[0].eval()(batch) for batch in x.split(512)]).double()
-        log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+        log_t = torch.zeros(1, dtype=torch.float64, device=logits.device, requires_grad=True)
         optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=self.max_iter, line_search_fn="strong_wolfe")
 
         def closure() -> torch.Tensor:

@@ -9,6 +9,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss, log_loss,
 from torchmetrics.classification import MulticlassCalibrationError
 
 from bench.tracks.uncertainty import metrics
+from tests.helpers import host_tensors_fail
 
 CLASSES = 5
 
@@ -68,3 +69,15 @@ def test_aurc_on_a_hand_example():
     assert metrics.aurc(probs, labels) == pytest.approx((0 + 1 / 2 + 1 / 3 + 2 / 4) / 4)
     perfect = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.4, 0.6]])  # the two errors are the least confident
     assert metrics.aurc(perfect, labels) == pytest.approx((0 + 0 + 1 / 3 + 2 / 4) / 4)
+
+
+def test_metrics_make_no_host_tensors():
+    """On CUDA the scores live on the GPU: a tensor a metric makes without a device would meet them there and fail."""
+    probs, labels = _predictions(0, n=50)
+    confidence = probs.max(dim=1).values
+    with host_tensors_fail():
+        for name in ("accuracy", "negative_log_likelihood", "brier_score", "expected_calibration_error", "aurc"):
+            getattr(metrics, name)(probs, labels)
+        metrics.calibration_bins(probs, labels)
+        metrics.ood_auroc(confidence[:30], confidence[30:])
+        metrics.ood_aupr(confidence[:30], confidence[30:])

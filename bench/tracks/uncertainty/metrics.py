@@ -77,13 +77,13 @@ def ood_aupr(scores_in: torch.Tensor, scores_out: torch.Tensor) -> float:
     if not len(scores_out):
         raise ValueError("ood_aupr needs OOD scores")
     scores = torch.cat([scores_in.double().flatten(), scores_out.double().flatten()])
-    positive = torch.cat([torch.zeros(len(scores_in)), torch.ones(len(scores_out))]).double()
+    positive = torch.cat([scores.new_zeros(len(scores_in)), scores.new_ones(len(scores_out))])
     order = torch.argsort(scores, descending=True, stable=True)
     scores, positive = scores[order], positive[order]
     last = torch.ones_like(scores, dtype=torch.bool)  # the last index of each run of tied scores is a threshold
     last[:-1] = scores[1:] != scores[:-1]
     true_positives = positive.cumsum(0)[last]
-    predicted = torch.arange(1, len(scores) + 1, dtype=torch.float64)[last]
+    predicted = torch.arange(1, len(scores) + 1, dtype=torch.float64, device=scores.device)[last]
     recall = true_positives / len(scores_out)
     steps = torch.diff(recall, prepend=recall.new_zeros(1))
     return float((steps * true_positives / predicted).sum())
@@ -101,4 +101,4 @@ def aurc(probs: torch.Tensor, labels: torch.Tensor) -> float:
     confidence, predicted = probs.max(dim=1)
     order = torch.argsort(confidence, descending=True, stable=True)
     errors = (predicted[order] != labels[order]).double().cumsum(0)
-    return float((errors / torch.arange(1, len(labels) + 1, dtype=torch.float64)).mean())
+    return float((errors / torch.arange(1, len(labels) + 1, dtype=torch.float64, device=errors.device)).mean())

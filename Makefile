@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: bench test benchmark lint clean chromium latex
+.PHONY: bench test benchmark lint clean chromium latex gpu-check
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,12 @@ latex:
 
 benchmark: $(STAMP)
 	$(BIN)/python -m pytest tests/benchmarks --benchmark-enable --benchmark-only -q
+
+# The one prepared device check (scripts/gpu_check.sh): GPU tests, the gate on CUDA, the uncertainty track, GPU
+# benchmarks, within 8 minutes; report in runs/gpu-check/. Without CUDA one line and exit 0. Needs no venv and
+# installs nothing (BENCH_WHEELS=folder of wheels: installed into a temporary folder, for an offline GPU machine).
+gpu-check:
+	@bash scripts/gpu_check.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

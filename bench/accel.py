@@ -129,6 +129,7 @@ def _restore(state: tuple[torch.Tensor, torch.Tensor | None, torch.device]) -> N
     if cuda is not None:
         torch.cuda.set_rng_state(cuda, device)
 
+
 def release() -> None:
     """Hand cached CUDA blocks back after an out-of-memory error, so the smaller batch finds room."""
     if torch.cuda.is_available():

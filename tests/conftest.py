@@ -1,4 +1,4 @@
-"""Shared fixtures: an isolated model cache, the digits data, a quickly trained CNN."""
+"""Shared fixtures: an isolated model cache, the digits data, a quickly trained CNN; tests marked ``gpu`` skip without CUDA."""
 
 from __future__ import annotations
 
@@ -8,6 +8,16 @@ import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # timm never waits on the network in tests
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``gpu`` skip where ``torch.cuda.is_available()`` is False (CUDA is asked once, and only if one is collected)."""
+    marked = [item for item in items if item.get_closest_marker("gpu") is not None]
+    if not marked or torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in marked:
+        item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)

@@ -13,6 +13,9 @@ import time
 from collections.abc import Callable
 
 import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
 
 
 def interleaved_medians(functions: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
@@ -26,6 +29,18 @@ def interleaved_medians(functions: dict[str, Callable[[], object]], rounds: int)
             function()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+def forward_backward(model: nn.Module, x: torch.Tensor, y: torch.Tensor, k: int) -> Callable[[], torch.Tensor]:
+    """k x (forward + backward to the input): the hardware bound of PGD-k, the reference of its cost ratio."""
+
+    def run():
+        for _ in range(k):
+            x_req = x.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(F.cross_entropy(model(x_req), y, reduction="sum"), x_req)
+        return grad
+
+    return run
 
 
 @pytest.fixture

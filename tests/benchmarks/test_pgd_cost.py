@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 import torchattacks
 
 from attacks import ATTACKS
 from bench.data import DATASETS
 from bench.spec import ModelSpec, TrainingSpec
 from bench.training import build_model, train_classifier
-from tests.benchmarks.conftest import interleaved_medians, report
+from tests.benchmarks.conftest import forward_backward, interleaved_medians, report
 
 STEPS = 20
 CASES = [
@@ -46,16 +45,6 @@ def trained(dataset: str, train: bool):
             train_classifier(model, data, TrainingSpec(epochs=5 if dataset == "digits" else 1), seed=0, device=torch.device("cpu"))
         _MODELS[dataset, train] = (model.eval(), data)
     return _MODELS[dataset, train]
-
-
-def forward_backward(model, x, y, k):
-    def run():
-        for _ in range(k):
-            x_req = x.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(F.cross_entropy(model(x_req), y, reduction="sum"), x_req)
-        return grad
-
-    return run
 
 
 @pytest.mark.parametrize(("dataset", "n", "norm", "eps", "regime"), CASES, ids=[f"{c[0]}-{c[2]}-{c[4]}" for c in CASES])

@@ -8,6 +8,9 @@
   disagree count.
 - ``unpaired``: Fisher's exact test on two accuracies from counts, when the
   per-example outcomes are not at hand (e.g. two JSON leaderboards).
+- ``holm``: which of many tests stay significant when all are read together
+  (Holm's step-down: the chance of any false alarm over the family stays
+  below alpha), e.g. every cell of two runs of the same spec.
 - ``rank``: rows ranked by accuracy, with the rows each is not significantly
   different from (paired exact McNemar).
 - ``mean_interval``: the mean of replicate measurements (one number per
@@ -85,6 +88,22 @@ def unpaired(k1: int, n1: int, k2: int, n2: int) -> float:
     if n1 == 0 or n2 == 0:
         return 1.0
     return float(fisher_exact([[k1, n1 - k1], [k2, n2 - k2]]).pvalue)
+
+
+def holm(p_values: Sequence[float], alpha: float = ALPHA, *, family: int | None = None) -> list[bool]:
+    """Holm's step-down procedure: which of ``p_values`` are rejected with the family-wise error rate held at ``alpha``.
+
+    ``family``: how many hypotheses were tested (default: the p-values given); the others, not given, count as
+    tests that found nothing (p = 1), e.g. the cells of a comparison that did not change. In the input's order."""
+    m = len(p_values) if family is None else family
+    if m < len(p_values):
+        raise ValueError(f"holm: family ({m}) must be at least the number of p-values ({len(p_values)})")
+    rejected = [False] * len(p_values)
+    for step, i in enumerate(sorted(range(len(p_values)), key=lambda i: p_values[i])):
+        if p_values[i] > alpha / (m - step):
+            break  # step-down: this one and every larger p-value stand
+        rejected[i] = True
+    return rejected
 
 
 @dataclass(frozen=True)

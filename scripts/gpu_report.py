@@ -1,10 +1,20 @@
 """The report of ``make gpu-check``: ``python scripts/gpu_report.py OUT_DIR`` writes OUT_DIR/gpu-check.md and OUT_DIR/gpu-check.json.
 
+``python scripts/gpu_report.py --equivalence OUT_DIR`` is the check's CPU-against-device step: ``bench compare`` of
+the CPU reference run (``adversarial-cpu/``) and the run on the device (``adversarial/``), the same default spec on
+the same points. It passes when no accuracy changed significantly with the family-wise error held at ALPHA (exact
+McNemar per cell, Holm over every compared cell), no cell ran on one side only and no job that ran on the CPU failed
+on the device. Cell by cell within the gate's tolerance is not the test: two CPU runs of the default that differ only
+in their attacks' random starts move 13 of 192 per-attack cells by more than 0.02 (at most 0.04; none significant).
+The differences are reported: the largest, and how many cells moved beyond 0.02. It writes OUT_DIR/equivalence.json,
+prints one line and exits 0 (equivalent) or 1.
+
 It reads what ``scripts/gpu_check.sh`` left in OUT_DIR, every file optional:
 
 - ``steps.jsonl``: one JSON object per step (step, command, status, rc, seconds, timeout),
 - ``gpu-tests.xml``: the GPU-marked tests' junit XML,
-- ``adversarial-check.txt`` and ``adversarial/``: the gate's verdict (``bench check``'s stdout) and its run folder,
+- ``adversarial/``, ``adversarial-cpu/`` and ``equivalence.json``: the default track on the device, on the CPU, and
+  how they compare (``--equivalence``),
 - ``uncertainty/``: the uncertainty track's run folder (its ``results.db``, read through ``bench.store``),
 - ``benchmarks.json``: pytest-benchmark's JSON (name, mean seconds, ``extra_info`` of each benchmark).
 
@@ -18,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ElementTree
@@ -25,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = ("gpu-tests", "adversarial-gate", "uncertainty", "benchmarks")  # in the order gpu_check.sh runs them
+STEPS = ("gpu-tests", "adversarial", "uncertainty", "benchmarks", "cpu-reference", "equivalence")  # in the order gpu_check.sh ends them
+TOLERANCE = 0.02  # the gate's default: differences beyond it are counted, not judged
 NOT_PRODUCED = "not produced"
 
 
@@ -50,7 +62,7 @@ def machine() -> dict[str, Any]:
 
 
 def read_steps(out_dir: Path) -> list[dict[str, Any]]:
-    """The steps in the order they ran; a step named in STEPS with no line is listed as not run."""
+    """The steps in the order of STEPS; a step named there with no line is listed as not run."""
     steps: list[dict[str, Any]] = []
     path = out_dir / "steps.jsonl"
     lines = path.read_text(errors="replace").splitlines() if path.is_file() else []
@@ -63,7 +75,7 @@ def read_steps(out_dir: Path) -> list[dict[str, Any]]:
             steps.append(entry)
     seen = {entry["step"] for entry in steps}
     steps += [{"step": name, "status": "not run"} for name in STEPS if name not in seen]
-    return steps
+    return sorted(steps, key=lambda entry: STEPS.index(entry["step"]) if entry["step"] in STEPS else len(STEPS))  # cpu-reference ends late
 
 
 def read_junit(path: Path) -> dict[str, Any]:
@@ -116,21 +128,74 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     return {"produced": True, "jobs": len(records), "by_status": by_status, "not_ok": failed}
 
 
-def read_gate(out_dir: Path, steps: list[dict[str, Any]]) -> dict[str, Any]:
-    """The gate's verdict: the first line ``bench check`` printed (passed / FAILED) and its exit status."""
-    gate: dict[str, Any] = {"run": read_run(out_dir / "adversarial")}
-    step = next((s for s in steps if s.get("step") == "adversarial-gate"), {})
-    path = out_dir / "adversarial-check.txt"
-    text = path.read_text(errors="replace").strip() if path.is_file() else ""
-    first = text.splitlines()[0] if text else ""
-    if first.startswith("bench check passed"):
-        verdict = "passed"
-    elif first.startswith("bench check FAILED"):
-        verdict = "failed"
-    else:
-        verdict = NOT_PRODUCED
-    gate.update(verdict=verdict, summary=first or None, text=text or None, rc=step.get("rc"))
-    return gate
+def equivalence(out_dir: Path) -> dict[str, Any]:
+    """``bench compare`` of the CPU reference and the device run, judged (see the module docstring)."""
+    cpu, device = out_dir / "adversarial-cpu", out_dir / "adversarial"
+    for run in (cpu, device):
+        if not (run / "results.db").is_file():
+            return {"produced": False, "passed": False, "reason": f"{run.name}/results.db {NOT_PRODUCED}"}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "compare", str(cpu), str(device), "--format", "json"], cwd=ROOT, capture_output=True, text=True
+    )  # fmt: skip
+    if done.returncode != 0:
+        return {"produced": False, "passed": False, "reason": f"bench compare failed: {(done.stderr or done.stdout).strip()[-500:]}"}
+    found = json.loads(done.stdout)
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from bench.stats import ALPHA, holm
+
+    tested = [c for c in found["changes"] if c.get("p") is not None]
+    family = max(found["compared"], len(tested))  # unchanged cells are tests that found nothing
+    significant = [c for c, rejected in zip(tested, holm([c["p"] for c in tested], ALPHA, family=family), strict=True) if rejected]
+    broke = [c for c in found["changes"] if c["field"] == "status" and c["a"] == "ok" and c["b"] != "ok"]
+    robust = [c for c in found["changes"] if c["field"] == "robust_accuracy" and c.get("delta") is not None]
+    largest = max(robust, key=lambda c: abs(c["delta"]), default=None)
+    worst = [c for c in robust if c["row"].get("attack") == "worst-case"]
+    return {
+        "produced": True,
+        "passed": not significant and not broke and not found["only_in_a"] and not found["only_in_b"],
+        "compared": found["compared"],
+        "changed": found["changed"],
+        "alpha": ALPHA,
+        "family": family,
+        "significant": significant,
+        "failed_on_device": broke,
+        "only_cpu": found["only_in_a"],
+        "only_device": found["only_in_b"],
+        "largest_change": largest,
+        "largest_worst_case_change": max((abs(c["delta"]) for c in worst), default=0.0),
+        "beyond_tolerance": sum(abs(c["delta"]) > TOLERANCE + 1e-9 for c in robust),
+        "tolerance": TOLERANCE,
+    }
+
+
+def read_equivalence(out_dir: Path) -> dict[str, Any]:
+    path = out_dir / "equivalence.json"
+    if not path.is_file():
+        return {"produced": False, "passed": False, "reason": f"{path.name} {NOT_PRODUCED}"}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        return {"produced": False, "passed": False, "reason": f"{path.name} cannot be read: {error}"}
+
+
+def _cell(change: dict[str, Any]) -> str:
+    row = change["row"]
+    return " / ".join(str(row[k]) for k in ("model", "defense", "attack", "norm", "eps") if row.get(k) is not None)
+
+
+def equivalence_line(found: dict[str, Any]) -> str:
+    if not found.get("produced"):
+        return f"CPU and device: not compared ({found.get('reason')})"
+    verdict = "equivalent" if found["passed"] else "NOT equivalent"
+    largest = found.get("largest_change")
+    moved = f"largest change {largest['delta']:+.3f} ({_cell(largest)})" if largest else "no accuracy changed"
+    return (
+        f"CPU and device: {verdict}: {len(found['significant'])} of {found['compared']} cells changed significantly "
+        f"(exact McNemar, Holm, family-wise alpha {found['alpha']}); {found['changed']} changed at all; {moved}; worst case at most "
+        f"{found['largest_worst_case_change']:.3f}; {found['beyond_tolerance']} cells beyond {found['tolerance']}; "
+        f"{len(found['failed_on_device'])} jobs failed on the device only"
+    )
 
 
 def read_benchmarks(path: Path) -> dict[str, Any]:
@@ -159,7 +224,8 @@ def collect(out_dir: Path) -> dict[str, Any]:
         "steps": steps,
         "passed": all(s.get("status") == "passed" for s in steps),
         "gpu_tests": read_junit(out_dir / "gpu-tests.xml"),
-        "gate": read_gate(out_dir, steps),
+        "equivalence": read_equivalence(out_dir),
+        "adversarial": read_run(out_dir / "adversarial"),
         "uncertainty": read_run(out_dir / "uncertainty"),
         "benchmarks": read_benchmarks(out_dir / "benchmarks.json"),
     }
@@ -223,12 +289,13 @@ def markdown(report: dict[str, Any]) -> str:
     else:
         lines.append(f"{tests['reason']}.")
 
-    gate = report["gate"]
-    lines += ["", f"## Adversarial gate (default track on {device} against docs/baseline-default.json)", ""]
-    lines.append(f"Verdict: {gate['verdict']}" + (f" — {gate['summary'].rstrip('.')}" if gate.get("summary") else "") + ".")
-    if gate["verdict"] == "failed" and gate.get("text"):
-        lines += ["", "```", gate["text"], "```"]
-    lines += _run_lines(gate["run"])
+    found = report["equivalence"]
+    lines += ["", f"## Default adversarial track on {device}, against the CPU", "", equivalence_line(found) + "."]
+    for change in found.get("significant") or []:
+        lines.append(f"- significant: {_cell(change)}: {change['field']} {change['a']} on the CPU, {change['b']} on the device (p = {change['p']:.2g})")
+    for change in found.get("failed_on_device") or []:
+        lines.append(f"- failed on the device only: {_cell(change)}: {change['b']}")
+    lines += _run_lines(report["adversarial"])
 
     lines += ["", f"## Uncertainty track on {device}", ""] + _run_lines(report["uncertainty"])
 
@@ -246,10 +313,17 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str]) -> int:
+    compare = argv[:1] == ["--equivalence"]
+    argv = argv[1:] if compare else argv
     if len(argv) != 1 or not Path(argv[0]).is_dir():
-        print("usage: python scripts/gpu_report.py OUT_DIR (a folder written by scripts/gpu_check.sh)", file=sys.stderr)
+        print("usage: python scripts/gpu_report.py [--equivalence] OUT_DIR (a folder written by scripts/gpu_check.sh)", file=sys.stderr)
         return 2
     out_dir = Path(argv[0]).resolve()
+    if compare:
+        found = equivalence(out_dir)
+        (out_dir / "equivalence.json").write_text(json.dumps(found, indent=2, default=str) + "\n")
+        print(equivalence_line(found))
+        return 0 if found["passed"] else 1
     report = collect(out_dir)
     (out_dir / "gpu-check.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     (out_dir / "gpu-check.md").write_text(markdown(report))

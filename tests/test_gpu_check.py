@@ -49,29 +49,83 @@ def test_make_gpu_check_says_one_line_and_succeeds_without_cuda(tmp_path):
 
 
 def test_a_cpu_rehearsal_runs_every_step_and_reports_it(tmp_path):
-    """GPU_CHECK_DEVICE=cpu runs the CUDA path of the script on any machine: four steps, their limits, the report.
+    """GPU_CHECK_DEVICE=cpu runs the CUDA path of the script on any machine: six steps, their limits, the report.
 
-    The two track steps get 2 s, so they time out (the script records that and goes on); the test and benchmark steps
-    select only GPU-marked tests, which skip here: they pass."""
+    The three track runs get 2 s, so they time out (the script records that and goes on, and the equivalence step then
+    has nothing to compare); the test and benchmark steps select only GPU-marked tests, which skip here: they pass."""
     out = tmp_path / "rehearsal"
-    env = {"GPU_CHECK_DEVICE": "cpu", "GPU_CHECK_OUT": str(out), "GPU_CHECK_TIMEOUT_GATE": "2", "GPU_CHECK_TIMEOUT_UNCERTAINTY": "2"}
+    limits = {f"GPU_CHECK_TIMEOUT_{step}": "2" for step in ("ADVERSARIAL", "UNCERTAINTY", "CPU_REFERENCE")}
+    env = {"GPU_CHECK_DEVICE": "cpu", "GPU_CHECK_OUT": str(out), **limits}
     done = subprocess.run(["bash", "scripts/gpu_check.sh"], cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 1, done.stdout + done.stderr  # two steps timed out
+    assert done.returncode == 1, done.stdout + done.stderr
     report = json.loads((out / "gpu-check.json").read_text())
     assert report["device"] == "cpu"
     assert [(s["step"], s["status"]) for s in report["steps"]] == [
         ("gpu-tests", "passed"),
-        ("adversarial-gate", "timed-out"),
+        ("adversarial", "timed-out"),
         ("uncertainty", "timed-out"),
         ("benchmarks", "passed"),
+        ("cpu-reference", "timed-out"),
+        ("equivalence", "failed"),
     ]
-    assert "--device cpu" in report["steps"][1]["command"]
+    commands = {s["step"]: s["command"] for s in report["steps"]}
+    assert "--device cpu" in commands["adversarial"] and "cpu-reference.toml --device cpu" in commands["cpu-reference"]
+    assert 'name = "processes"' in (out / "cpu-reference.toml").read_text()
     tests = report["gpu_tests"]
     assert tests["produced"] and tests["failed"] == tests["errors"] == 0 and tests["skipped"] == tests["total"] > 0
     assert not any("benchmarks" in name for name in tests["failures"])
     text = (out / "gpu-check.md").read_text()
-    assert "## Adversarial gate (default track on the CPU (a rehearsal" in text
+    assert "## Default adversarial track on the CPU (a rehearsal" in text
+    assert "CPU and device: not compared (adversarial-cpu/results.db not produced)." in text
     assert "- ✗ uncertainty: timed-out (exit 124)" in text
+
+
+TINY = """
+track = "adversarial"
+n_examples = 100
+device = "cpu"
+defenses = [{ name = "none" }]
+[training]
+epochs = 2
+[[attacks]]
+name = "pgd"
+eps = [0.2]
+%s
+"""
+
+
+def _tiny_run(folder: Path, config: Path, attack_params: str, cache: Path) -> None:
+    config.write_text(TINY % attack_params)
+    env = {**os.environ, "BENCH_CACHE": str(cache)}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "--config", str(config), "--out", str(folder), "-q"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def _equivalence(out: Path) -> tuple[int, str, dict]:
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_report.py"), "--equivalence", str(out)], capture_output=True, text=True, timeout=120)
+    return done.returncode, done.stdout, json.loads((out / "equivalence.json").read_text())
+
+
+def test_equivalence_passes_the_same_run_and_catches_a_weaker_attack(tmp_path):
+    """The equivalence step on real runs: the same spec twice is equivalent; a "device" whose PGD barely attacks is not."""
+    cache = tmp_path / "cache"
+    same, weaker = tmp_path / "same", tmp_path / "weaker"
+    _tiny_run(same / "adversarial-cpu", tmp_path / "a.toml", "", cache)
+    _tiny_run(same / "adversarial", tmp_path / "a.toml", "", cache)
+    rc, line, found = _equivalence(same)
+    assert rc == 0 and line.startswith("CPU and device: equivalent: 0 of 2 cells changed significantly"), line
+    assert found["passed"] and found["changed"] == 0 and found["beyond_tolerance"] == 0
+
+    shutil.copytree(same / "adversarial-cpu", weaker / "adversarial-cpu")
+    _tiny_run(weaker / "adversarial", tmp_path / "b.toml", "steps = 1\nstep_size = 0.001\nrandom_start = false", cache)
+    rc, line, found = _equivalence(weaker)
+    assert rc == 1 and line.startswith("CPU and device: NOT equivalent"), line
+    assert {change["row"]["attack"] for change in found["significant"]} >= {"pgd"}
+    assert found["largest_change"]["delta"] > 0.2  # robust accuracy up: the attack failed, not the model
+    text, _ = _report(weaker)
+    assert "- significant: small-cnn / none / pgd / linf / 0.2: robust_accuracy" in text
 
 
 def test_the_script_refuses_an_unknown_device(tmp_path):
@@ -118,7 +172,7 @@ BENCHMARKS = {
 
 STEPS = [
     {"step": "gpu-tests", "command": "python -m pytest -m gpu -q", "status": "failed", "rc": 1, "seconds": 41.5, "timeout": 100},
-    {"step": "adversarial-gate", "command": "python -m bench check ...", "status": "passed", "rc": 0, "seconds": 95.2, "timeout": 160},
+    {"step": "adversarial", "command": "python -m bench run ...", "status": "passed", "rc": 0, "seconds": 95.2, "timeout": 160},
     {"step": "uncertainty", "command": "python -m bench run ...", "status": "timed-out", "rc": 124, "seconds": 80.0, "timeout": 80},
     {"step": "benchmarks", "command": "python -m pytest tests/benchmarks ...", "status": "passed", "rc": 0, "seconds": 60.1, "timeout": 100},
 ]
@@ -135,7 +189,6 @@ def test_the_report_holds_the_figures(tmp_path):
     (tmp_path / "steps.jsonl").write_text("".join(json.dumps(step) + "\n" for step in STEPS) + "not json\n")
     (tmp_path / "gpu-tests.xml").write_text(JUNIT)
     (tmp_path / "benchmarks.json").write_text(json.dumps(BENCHMARKS))
-    (tmp_path / "adversarial-check.txt").write_text("bench check passed: 120 metrics of 40 rows hold (baseline docs/baseline-default.json, tolerance 0.02).\n")
     text, report = _report(tmp_path)
 
     assert report["gpu_tests"] == {
@@ -147,20 +200,20 @@ def test_the_report_holds_the_figures(tmp_path):
         "total": 4,
         "failures": ["tests.test_accel::test_bf16_close[cuda]"],
     }
-    assert [s["status"] for s in report["steps"]] == ["failed", "passed", "timed-out", "passed"]
+    assert [s["status"] for s in report["steps"]] == ["failed", "passed", "timed-out", "passed", "not run", "not run"]
     assert report["passed"] is False
-    assert report["gate"]["verdict"] == "passed"
+    assert report["equivalence"]["produced"] is False
     assert report["uncertainty"]["produced"] is False
     first = report["benchmarks"]["benchmarks"][0]
     assert first["mean_s"] == 0.01234 and first["extra_info"] == BENCHMARKS["benchmarks"][0]["extra_info"]
 
     assert text.startswith("# GPU check\n")
     assert "- ✗ gpu-tests: failed (exit 1) in 41.5 s of 100 s" in text
-    assert "- ✓ adversarial-gate: passed (exit 0) in 95.2 s of 160 s" in text
+    assert "- ✓ adversarial: passed (exit 0) in 95.2 s of 160 s" in text
     assert "- ✗ uncertainty: timed-out (exit 124) in 80 s of 80 s" in text
     assert "2 passed, 1 failed, 0 errors, 1 skipped (of 4)." in text
     assert "- failed: tests.test_accel::test_bf16_close[cuda]" in text
-    assert "Verdict: passed — bench check passed: 120 metrics" in text
+    assert "CPU and device: not compared (equivalence.json not produced)." in text
     assert "uncertainty/results.db not produced" in text
     table = text.split("## Benchmarks")[1]
     for header in ("benchmark", "mean (s)", "ratio", "goal", "met", "reference", "device", "other figures"):
@@ -177,16 +230,18 @@ def test_an_empty_folder_gives_a_report_of_what_was_not_produced(tmp_path):
     text, report = _report(tmp_path)
     assert [(s["step"], s["status"]) for s in report["steps"]] == [
         ("gpu-tests", "not run"),
-        ("adversarial-gate", "not run"),
+        ("adversarial", "not run"),
         ("uncertainty", "not run"),
         ("benchmarks", "not run"),
+        ("cpu-reference", "not run"),
+        ("equivalence", "not run"),
     ]
     assert report["passed"] is False
-    assert report["gate"]["verdict"] == "not produced"
+    assert report["equivalence"]["produced"] is False
     for line in (
         "- ✗ gpu-tests: not run",
         "gpu-tests.xml not produced.",
-        "Verdict: not produced.",
+        "CPU and device: not compared (equivalence.json not produced).",
         "adversarial/results.db not produced.",
         "uncertainty/results.db not produced.",
         "benchmarks.json not produced.",

@@ -8,7 +8,7 @@ import statistics
 import pytest
 from scipy.stats import binomtest, fisher_exact
 
-from bench.stats import mcnemar, rank, unpaired, wilson
+from bench.stats import holm, mcnemar, rank, unpaired, wilson
 from bench.store import Outcome, Record
 from bench.tracks.adversarial.ranking import cell_vectors, rank_cells, vector_key, worst_case_vector
 
@@ -149,3 +149,16 @@ def test_mean_interval_is_the_student_t_interval_over_replicates():
             mean_interval(bad)
     with pytest.raises(ValueError, match="confidence"):
         mean_interval([1.0, 2.0], confidence=1.0)
+
+
+def test_holm_steps_down_and_counts_the_untested_family():
+    # Holm (1979) by hand: m = 4, thresholds 0.0125, 0.0167, 0.025, 0.05 for the sorted p-values
+    assert holm([0.01, 0.04, 0.03, 0.005]) == [True, False, False, True]  # 0.005 <= 0.0125, 0.01 <= 0.0167, 0.03 > 0.025: stop
+    assert holm([0.01, 0.015, 0.02, 0.04]) == [True, True, True, True]  # each under its threshold
+    assert holm([0.01, 0.02, 0.03, 0.04]) == [True, False, False, False]  # 0.02 > 0.0167: the rest stand
+    assert holm([0.011, 0.02]) == [True, True]
+    assert holm([0.011, 0.02], family=4) == [True, False]  # two more tests that found nothing: 0.02 > 0.05 / 3
+    assert holm([0.04], family=1) == [True] and holm([0.04], family=2) == [False]
+    assert holm([]) == []
+    with pytest.raises(ValueError, match="family"):
+        holm([0.1, 0.2], family=1)

@@ -43,8 +43,8 @@ latex:
 benchmark: $(STAMP)
 	$(BIN)/python -m pytest tests/benchmarks --benchmark-enable --benchmark-only -q
 
-# The one prepared device check (scripts/gpu_check.sh): GPU tests, the gate on CUDA, the uncertainty track, GPU
-# benchmarks, within 8 minutes; report in runs/gpu-check/. Without CUDA one line and exit 0. Needs no venv and
+# The one prepared device check (scripts/gpu_check.sh): GPU tests, the default tracks on CUDA (the adversarial one
+# compared with a CPU run of the same machine), GPU benchmarks, within 8 minutes; report in runs/gpu-check/. Without CUDA one line and exit 0. Needs no venv and
 # installs nothing (BENCH_WHEELS=folder of wheels: installed into a temporary folder, for an offline GPU machine).
 gpu-check:
 	@bash scripts/gpu_check.sh

@@ -32,10 +32,13 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ElementTree
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # bench.store and bench.stats from this tree, however the script is started
+    sys.path.insert(0, str(ROOT))
 STEPS = ("gpu-tests", "adversarial", "uncertainty", "benchmarks", "cpu-reference", "equivalence")  # in the order gpu_check.sh ends them
 TOLERANCE = 0.02  # the gate's default: differences beyond it are counted, not judged
 NOT_PRODUCED = "not produced"
@@ -109,17 +112,13 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     if not database.is_file():
         return {"produced": False, "reason": f"{run_dir.name}/results.db {NOT_PRODUCED}"}
     try:
-        if str(ROOT) not in sys.path:
-            sys.path.insert(0, str(ROOT))
         from bench.store import Store
 
         with Store(database, create=False, read_only=True) as store:
             records = store.records()
     except Exception as error:  # a damaged or foreign store is reported, not raised
         return {"produced": False, "reason": f"{run_dir.name}/results.db cannot be read: {error}"}
-    by_status: dict[str, int] = {}
-    for record in records:
-        by_status[record.status] = by_status.get(record.status, 0) + 1
+    by_status = dict(Counter(record.status for record in records))
     failed = [
         {"job": " / ".join(str(v) for v in record.labels.values() if v is not None), "status": record.status, "error": record.error}
         for record in records
@@ -140,8 +139,6 @@ def equivalence(out_dir: Path) -> dict[str, Any]:
     if done.returncode != 0:
         return {"produced": False, "passed": False, "reason": f"bench compare failed: {(done.stderr or done.stdout).strip()[-500:]}"}
     found = json.loads(done.stdout)
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     from bench.stats import ALPHA, holm
 
     tested = [c for c in found["changes"] if c.get("p") is not None]

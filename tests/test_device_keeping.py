@@ -39,8 +39,7 @@ from defenses import DEFENSES
 from models import ESTIMATORS, MODELS
 from tests.helpers import host_tensors_fail
 
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, CUDA])]
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]  # gpu: skipped without CUDA (tests/conftest.py)
 SHAPE = (3, 8, 8)  # three channels: torchattacks' PI-FGSM and TI-FGSM kernels are RGB only
 EPS = {"linf": 0.1, "l2": 1.0}
 

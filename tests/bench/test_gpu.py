@@ -18,7 +18,7 @@ from bench import accel
 from bench.stats import mcnemar
 from bench.tracks.adversarial.evaluation import attack_step, evaluate
 
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+pytestmark = pytest.mark.gpu  # skipped without CUDA (tests/conftest.py)
 ALPHA = 0.01  # one paired test: a false alarm in 1 of 100 checks of an equivalent device
 
 

@@ -100,7 +100,7 @@ SETTINGS = {
 }
 PARAMS = [
     pytest.param("cpu", id="cpu"),
-    pytest.param("cuda", id="cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]),
+    pytest.param("cuda", id="cuda", marks=pytest.mark.gpu),  # skipped without CUDA (tests/conftest.py)
 ]
 
 
